@@ -1,0 +1,159 @@
+//! The command line as clap sees it (SPEC §2). Nothing here leaves `config.rs`:
+//! it turns these raw arguments into a validated `Config`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// One convergence pass over a DECNET host's state file, its fleet_deckies table
+/// and its Docker containers.
+#[derive(Debug, Parser)]
+#[command(name = "decnet-reconcile", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub pass: PassArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make one convergence pass (the default).
+    Once,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PassArgs {
+    /// The state file written by `decnet deploy`.
+    #[arg(
+        long,
+        env = "DECNET_STATE_FILE",
+        value_name = "PATH",
+        default_value = "/var/lib/decnet/decnet-state.json",
+        global = true
+    )]
+    pub state_file: PathBuf,
+
+    /// DECNET's SQLite database.
+    #[arg(
+        long,
+        env = "DECNET_DB_PATH",
+        value_name = "PATH",
+        default_value = "/var/lib/decnet/decnet.db",
+        global = true
+    )]
+    pub db: PathBuf,
+
+    /// This host's id; rows of other hosts are never touched.
+    #[arg(long, env = "DECNET_HOST_UUID", value_name = "ID", default_value = "local", global = true)]
+    pub host_uuid: String,
+
+    /// Docker Engine API endpoint.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        value_name = "URL",
+        default_value = "unix:///var/run/docker.sock",
+        global = true
+    )]
+    pub docker_host: String,
+
+    /// Redis URL of the event bus.
+    #[arg(
+        long,
+        env = "DECNET_REDIS_URL",
+        value_name = "URL",
+        default_value = "redis://127.0.0.1:6379/0",
+        global = true,
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// Do not publish events.
+    #[arg(long, global = true)]
+    pub no_publish: bool,
+
+    /// Compute and print the plan; change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Format of standard output.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT", global = true)]
+    pub output: OutputFormat,
+
+    /// Exit 2 when the pass changed (or, dry, would change) anything.
+    #[arg(long, global = true)]
+    pub detailed_exitcode: bool,
+
+    /// Longest wait for Docker before its state counts as unknown.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds, global = true)]
+    pub docker_timeout: Duration,
+
+    /// Longest wait for Redis before events count as lost.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_seconds, global = true)]
+    pub redis_timeout: Duration,
+
+    /// Longest wait for another writer's lock on the database.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds, global = true)]
+    pub db_busy_timeout: Duration,
+
+    /// Quieter: nothing at all on a converged pass; warnings and errors still show.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More verbose logs on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Seconds as a positive number, fractions allowed (`0.5`), at most a day.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{text} must be more than 0 and at most 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_work_after_once() {
+        let cli = Cli::try_parse_from(["decnet-reconcile", "once", "--dry-run", "--host-uuid", "h1"])
+            .expect("parses");
+        assert!(cli.pass.dry_run);
+        assert_eq!(cli.pass.host_uuid, "h1");
+        assert!(matches!(cli.command, Some(Command::Once)));
+    }
+
+    #[test]
+    fn seconds_must_be_positive_numbers() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "abc", "NaN", "inf"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! One convergence pass: read the state file, ask Docker, plan and apply in one
+//! DB transaction, then announce what was written (SPEC §4, §5).
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::db::{self, FleetDb};
+use crate::events;
+use crate::plan::{self, DockerView, FleetRow, Plan};
+use crate::state_file;
+
+/// What a pass did, for rendering and the exit code.
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub dry_run: bool,
+    pub host_uuid: String,
+    pub docker_known: bool,
+    pub plan: Plan,
+    pub published: usize,
+    pub publish_failed: usize,
+}
+
+pub fn run(config: &Config) -> Result<PassReport> {
+    let desired = state_file::read(&config.state_file)?;
+    if !desired.unknown_fields.is_empty() {
+        warn!(
+            "state file {}: unknown decky fields kept in decky_config: {}",
+            config.state_file.display(),
+            desired.unknown_fields.join(", ")
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let docker = match runtime.block_on(crate::docker::container_states(
+        &config.docker_host,
+        config.docker_timeout,
+    )) {
+        Ok(containers) => DockerView::Known(containers),
+        Err(err) => {
+            warn!(
+                "Docker at {} is unreachable ({err}): container states are unknown, so this pass makes no state updates",
+                events::redact_url(&config.docker_host)
+            );
+            DockerView::Unknown
+        }
+    };
+
+    let host = config.host_uuid.as_str();
+    let plan_on = |rows: &[FleetRow]| plan::plan(&desired.deckies, rows, &docker, host);
+    let plan = if config.dry_run {
+        match FleetDb::open_read_only(&config.db, config.db_busy_timeout)? {
+            Some(db) => plan_on(&db.read_rows(host)?),
+            None => plan_on(&[]),
+        }
+    } else {
+        let now = db::timestamp(chrono::Utc::now());
+        FleetDb::open(&config.db, config.db_busy_timeout)?.reconcile(host, &now, plan_on)?
+    };
+    for skipped in &plan.skipped {
+        info!(
+            "decky {:?} belongs to host {:?}: skipped",
+            skipped.name, skipped.host_uuid
+        );
+    }
+
+    let mut report = PassReport {
+        dry_run: config.dry_run,
+        host_uuid: config.host_uuid.clone(),
+        docker_known: matches!(docker, DockerView::Known(_)),
+        plan,
+        published: 0,
+        publish_failed: 0,
+    };
+    if !config.dry_run {
+        if let Some(url) = &config.redis_url {
+            announce(&runtime, url, config, &mut report);
+        }
+    }
+    Ok(report)
+}
+
+/// Publishes the committed changes; a lost event is a warning, never an error.
+fn announce(runtime: &tokio::runtime::Runtime, url: &str, config: &Config, report: &mut PassReport) {
+    let ts = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+    let (events, unannounceable) = events::events_for(&report.plan, ts);
+    for skipped in &unannounceable {
+        warn!(
+            "decky {:?} of host {:?} was written but not announced: the name cannot form a channel",
+            skipped.name, skipped.host_uuid
+        );
+    }
+    match runtime.block_on(events::publish(url, config.redis_timeout, &events)) {
+        Ok(published) => report.published = published,
+        Err(err) => {
+            report.publish_failed = events.len();
+            warn!(
+                "Redis at {} failed ({err}): {} event(s) lost; the database is converged all the same",
+                events::redact_url(url),
+                events.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The pure planning core: state-file deckies, this host's DB rows and Docker's
+//! container states in, the list of changes that converges them out (SPEC §4).
+//! No I/O happens here; every rule of the pass lives here.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::state_file::Decky;
+
+/// A decky's state as DECNET's `fleet_deckies.state` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeckyState {
+    Running,
+    Degraded,
+    Failed,
+    TornDown,
+}
+
+impl DeckyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeckyState::Running => "running",
+            DeckyState::Degraded => "degraded",
+            DeckyState::Failed => "failed",
+            DeckyState::TornDown => "torn_down",
+        }
+    }
+}
+
+/// Which containers exist and whether each is running, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerStates {
+    running_by_name: HashMap<String, bool>,
+}
+
+impl ContainerStates {
+    /// Records a container by its Docker state string; anything but `running`
+    /// (including a state this version has never heard of) counts as not running.
+    pub fn insert(&mut self, name: impl Into<String>, state: &str) {
+        self.running_by_name
+            .insert(name.into(), state == "running");
+    }
+
+    fn is_running(&self, name: &str) -> Option<bool> {
+        self.running_by_name.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.running_by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running_by_name.is_empty()
+    }
+}
+
+/// What this pass knows of Docker. `Unknown` must never be read as "no containers".
+#[derive(Debug, Clone, PartialEq)]
+pub enum DockerView {
+    Known(ContainerStates),
+    Unknown,
+}
+
+/// The columns of a `fleet_deckies` row that the plan reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRow {
+    pub host_uuid: String,
+    pub name: String,
+    pub services: String,
+    pub decky_config: Option<String>,
+    pub decky_ip: Option<String>,
+    pub state: String,
+}
+
+/// Everything one pass will do, in the order it is shown and applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// State-file deckies that name another host: never written.
+    pub skipped: Vec<SkippedDecky>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action() == action).count()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedDecky {
+    pub name: String,
+    pub host_uuid: String,
+}
+
+/// One row to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub host_uuid: String,
+    pub name: String,
+    /// For display: the new IP, or a deleted row's last one.
+    pub ip: Option<String>,
+    /// For display: the new services, or a deleted row's last ones.
+    pub services: Vec<String>,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    Insert {
+        state: DeckyState,
+        columns: ConfigColumns,
+    },
+    Delete {
+        previous_state: String,
+    },
+    /// At least one of `state` and `config` is set.
+    Update {
+        state: Option<StateTransition>,
+        config: Option<ConfigUpdate>,
+        current_state: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Inserted,
+    Deleted,
+    Updated,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Inserted => "inserted",
+            Action::Deleted => "deleted",
+            Action::Updated => "updated",
+        }
+    }
+}
+
+impl Change {
+    pub fn action(&self) -> Action {
+        match self.kind {
+            ChangeKind::Insert { .. } => Action::Inserted,
+            ChangeKind::Delete { .. } => Action::Deleted,
+            ChangeKind::Update { .. } => Action::Updated,
+        }
+    }
+
+    /// The row's state before this change, when it had one.
+    pub fn previous_state(&self) -> Option<&str> {
+        match &self.kind {
+            ChangeKind::Insert { .. } => None,
+            ChangeKind::Delete { previous_state } => Some(previous_state),
+            ChangeKind::Update { current_state, .. } => Some(current_state),
+        }
+    }
+
+    /// The state the decky is in once this change is written (`torn_down` for a deletion).
+    pub fn state(&self) -> &str {
+        match &self.kind {
+            ChangeKind::Insert { state, .. } => state.as_str(),
+            ChangeKind::Delete { .. } => DeckyState::TornDown.as_str(),
+            ChangeKind::Update {
+                state: Some(transition),
+                ..
+            } => transition.to.as_str(),
+            ChangeKind::Update { current_state, .. } => current_state,
+        }
+    }
+
+    /// The columns an update rewrites, for display (`state`, `services`, `decky_ip`, `decky_config`).
+    pub fn changed_fields(&self) -> Vec<&'static str> {
+        let ChangeKind::Update { state, config, .. } = &self.kind else {
+            return Vec::new();
+        };
+        let mut fields = Vec::new();
+        if state.is_some() {
+            fields.push("state");
+        }
+        if let Some(update) = config {
+            fields.extend_from_slice(&update.changed_fields);
+        }
+        fields
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateTransition {
+    pub from: String,
+    pub to: DeckyState,
+}
+
+/// The three columns that mirror the state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigColumns {
+    pub services_json: String,
+    pub decky_ip: String,
+    pub config_json: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigUpdate {
+    pub columns: ConfigColumns,
+    pub changed_fields: Vec<&'static str>,
+}
+
+/// Plans one pass for host `host_uuid`. Rows of other hosts are ignored even if
+/// the caller passes them: this host's pass never touches them.
+pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid: &str) -> Plan {
+    let rows_by_name: HashMap<&str, &FleetRow> = rows
+        .iter()
+        .filter(|row| row.host_uuid == host_uuid)
+        .map(|row| (row.name.as_str(), row))
+        .collect();
+    let mut plan = Plan::default();
+    let mut wanted: HashSet<&str> = HashSet::with_capacity(desired.len());
+
+    for decky in desired {
+        if let Some(owner) = decky.host_uuid.as_deref().filter(|h| *h != host_uuid) {
+            plan.skipped.push(SkippedDecky {
+                name: decky.name.clone(),
+                host_uuid: owner.to_owned(),
+            });
+            continue;
+        }
+        wanted.insert(&decky.name);
+        let observed = match docker {
+            DockerView::Known(containers) => Some(aggregate_state(decky, containers)),
+            DockerView::Unknown => None,
+        };
+        let kind = match rows_by_name.get(decky.name.as_str()) {
+            None => ChangeKind::Insert {
+                state: observed.unwrap_or(DeckyState::Running),
+                columns: config_columns(decky),
+            },
+            Some(row) => {
+                let state = observed
+                    .filter(|observed| observed.as_str() != row.state)
+                    .map(|to| StateTransition {
+                        from: row.state.clone(),
+                        to,
+                    });
+                let config = config_update(decky, row);
+                if state.is_none() && config.is_none() {
+                    continue;
+                }
+                ChangeKind::Update {
+                state,
+                config,
+                current_state: row.state.clone(),
+            }
+            }
+        };
+        plan.changes.push(Change {
+            host_uuid: host_uuid.to_owned(),
+            name: decky.name.clone(),
+            ip: Some(decky.ip.clone()),
+            services: decky.services.clone(),
+            kind,
+        });
+    }
+
+    for row in rows_by_name.values() {
+        if !wanted.contains(row.name.as_str()) {
+            plan.changes.push(Change {
+                host_uuid: host_uuid.to_owned(),
+                name: row.name.clone(),
+                ip: row.decky_ip.clone(),
+                services: services_for_display(&row.services),
+                kind: ChangeKind::Delete {
+                    previous_state: row.state.clone(),
+                },
+            });
+        }
+    }
+    // Inserts, then deletes, then updates; by name within each, so output is stable.
+    plan.changes
+        .sort_by(|a, b| (a.action() as u8, &a.name).cmp(&(b.action() as u8, &b.name)));
+    plan
+}
+
+/// SPEC §4.2: a decky's state from its expected containers `<name>-<service>`.
+pub fn aggregate_state(decky: &Decky, containers: &ContainerStates) -> DeckyState {
+    let mut existing = 0;
+    let mut running = 0;
+    let mut container_name = String::new();
+    for service in &decky.services {
+        container_name.clear();
+        container_name.push_str(&decky.name);
+        container_name.push('-');
+        container_name.extend(service.chars().map(|c| if c == '_' { '-' } else { c }));
+        if let Some(is_running) = containers.is_running(&container_name) {
+            existing += 1;
+            running += usize::from(is_running);
+        }
+    }
+    let expected = decky.services.len();
+    if running == expected {
+        DeckyState::Running
+    } else if existing == 0 {
+        DeckyState::TornDown
+    } else if running == 0 {
+        DeckyState::Failed
+    } else {
+        DeckyState::Degraded
+    }
+}
+
+fn config_columns(decky: &Decky) -> ConfigColumns {
+    ConfigColumns {
+        services_json: decky.services_json.clone(),
+        decky_ip: decky.ip.clone(),
+        config_json: decky.config_json.clone(),
+    }
+}
+
+/// The config columns that differ in meaning from the state file, if any.
+fn config_update(decky: &Decky, row: &FleetRow) -> Option<ConfigUpdate> {
+    let mut changed_fields = Vec::new();
+    if !same_json(&row.services, &decky.services_json) {
+        changed_fields.push("services");
+    }
+    if row.decky_ip.as_deref() != Some(decky.ip.as_str()) {
+        changed_fields.push("decky_ip");
+    }
+    if !row
+        .decky_config
+        .as_deref()
+        .is_some_and(|stored| same_json(stored, &decky.config_json))
+    {
+        changed_fields.push("decky_config");
+    }
+    (!changed_fields.is_empty()).then(|| ConfigUpdate {
+        columns: config_columns(decky),
+        changed_fields,
+    })
+}
+
+/// Whether two JSON texts mean the same: key order, spacing and `5` vs `5.0` do
+/// not matter. Text that is not JSON never equals anything, so it gets repaired.
+fn same_json(stored: &str, desired: &str) -> bool {
+    if stored == desired {
+        return true;
+    }
+    match (
+        serde_json::from_str::<Value>(stored),
+        serde_json::from_str::<Value>(desired),
+    ) {
+        (Ok(stored), Ok(desired)) => equivalent(&stored, &desired),
+        _ => false,
+    }
+}
+
+fn equivalent(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(xs), Value::Array(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| equivalent(x, y))
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .all(|(key, x)| ys.get(key).is_some_and(|y| equivalent(x, y)))
+        }
+        _ => a == b,
+    }
+}
+
+fn services_for_display(services_json: &str) -> Vec<String> {
+    serde_json::from_str(services_json).unwrap_or_else(|_| vec![services_json.to_owned()])
+}
+
+#[cfg(test)]
+mod tests;

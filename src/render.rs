@@ -1,0 +1,191 @@
+//! All of standard output: the change table with its summary line, or one JSON
+//! object (SPEC §7). The colour decision is made once, by the caller, from `ColorWhen`.
+
+use std::io::IsTerminal;
+
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+use tabled::builder::Builder;
+use tabled::settings::Style as TableStyle;
+
+use crate::plan::{Action, Change, ChangeKind, SkippedDecky};
+use crate::pass::PassReport;
+
+/// Whether stdout gets colour: only a terminal, and only without `NO_COLOR` or `TERM=dumb`.
+pub fn stdout_wants_color() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+    std::io::stdout().is_terminal() && !no_color && !dumb
+}
+
+/// The change table (nothing when converged) and the summary line.
+pub fn table(report: &PassReport, color: bool) -> String {
+    let mut out = String::new();
+    if !report.plan.changes.is_empty() {
+        let mut builder = Builder::default();
+        builder.push_record(["ACTION", "HOST", "NAME", "IP", "SERVICES", "STATE", "CHANGED"]);
+        for change in &report.plan.changes {
+            builder.push_record([
+                paint(change.action(), color),
+                escape(&change.host_uuid),
+                escape(&change.name),
+                escape(change.ip.as_deref().unwrap_or("-")),
+                escape(&change.services.join(",")),
+                escape(&state_column(change)),
+                change.changed_fields().join(","),
+            ]);
+        }
+        let mut table = builder.build();
+        table.with(TableStyle::blank());
+        out.push_str(&table.to_string());
+        out.push('\n');
+    }
+    out.push_str(&summary_line(report));
+    out.push('\n');
+    out
+}
+
+/// `inserted=N deleted=N updated=N`, plus what else an operator must notice.
+pub fn summary_line(report: &PassReport) -> String {
+    let plan = &report.plan;
+    let mut line = format!(
+        "inserted={} deleted={} updated={}",
+        plan.count(Action::Inserted),
+        plan.count(Action::Deleted),
+        plan.count(Action::Updated)
+    );
+    if !plan.skipped.is_empty() {
+        line.push_str(&format!(" skipped={}", plan.skipped.len()));
+    }
+    if report.publish_failed > 0 {
+        line.push_str(&format!(" events_lost={}", report.publish_failed));
+    }
+    if !report.docker_known {
+        line.push_str(" docker=unknown");
+    }
+    if report.dry_run {
+        line.push_str(" (dry run)");
+    }
+    line
+}
+
+fn state_column(change: &Change) -> String {
+    match &change.kind {
+        ChangeKind::Insert { state, .. } => state.as_str().to_owned(),
+        ChangeKind::Update { state: None, .. } => change.state().to_owned(),
+        ChangeKind::Delete { .. } | ChangeKind::Update { .. } => {
+            format!("{} → {}", change.previous_state().unwrap_or("-"), change.state())
+        }
+    }
+}
+
+fn paint(action: Action, color: bool) -> String {
+    if !color {
+        return action.as_str().to_owned();
+    }
+    let colour = match action {
+        Action::Inserted => AnsiColor::Green,
+        Action::Deleted => AnsiColor::Red,
+        Action::Updated => AnsiColor::Yellow,
+    };
+    let style = Style::new().fg_color(Some(colour.into()));
+    format!("{style}{}{style:#}", action.as_str())
+}
+
+/// Makes text from the state file or the DB safe for a terminal: control
+/// characters (ANSI escapes included) and backslashes are shown escaped.
+pub fn escape(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() || c == '\\') {
+        return text.to_owned();
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() || c == '\\' {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    dry_run: bool,
+    host_uuid: &'a str,
+    docker: &'static str,
+    changes: Vec<JsonChange<'a>>,
+    counts: Counts,
+    published: usize,
+    publish_failed: usize,
+    skipped: &'a [SkippedDecky],
+}
+
+#[derive(Serialize)]
+struct JsonChange<'a> {
+    action: &'static str,
+    host_uuid: &'a str,
+    name: &'a str,
+    ip: Option<&'a str>,
+    services: &'a [String],
+    previous_state: Option<&'a str>,
+    state: &'a str,
+    changed_fields: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    inserted: usize,
+    deleted: usize,
+    updated: usize,
+}
+
+/// The whole report as one JSON object on one line.
+pub fn json(report: &PassReport) -> String {
+    let plan = &report.plan;
+    let document = JsonReport {
+        dry_run: report.dry_run,
+        host_uuid: &report.host_uuid,
+        docker: if report.docker_known { "ok" } else { "unknown" },
+        changes: plan
+            .changes
+            .iter()
+            .map(|change| JsonChange {
+                action: change.action().as_str(),
+                host_uuid: &change.host_uuid,
+                name: &change.name,
+                ip: change.ip.as_deref(),
+                services: &change.services,
+                previous_state: change.previous_state(),
+                state: change.state(),
+                changed_fields: change.changed_fields(),
+            })
+            .collect(),
+        counts: Counts {
+            inserted: plan.count(Action::Inserted),
+            deleted: plan.count(Action::Deleted),
+            updated: plan.count(Action::Updated),
+        },
+        published: report.published,
+        publish_failed: report.publish_failed,
+        skipped: &plan.skipped,
+    };
+    let mut text =
+        serde_json::to_string(&document).unwrap_or_else(|err| unreachable!("serializing the report: {err}"));
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_backslashes_are_escaped() {
+        assert_eq!(escape("plain-name"), "plain-name");
+        assert_eq!(escape("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+        assert_eq!(escape("tab\there"), "tab\\there");
+        assert_eq!(escape("back\\slash"), "back\\\\slash");
+        assert_eq!(escape("é ünïcode"), "é ünïcode");
+    }
+}

@@ -1,0 +1,433 @@
+//! The state file `decnet-state.json`: reading it with DECNET's type rules and
+//! turning each decky into the exact column text DECNET stores for it (SPEC §3.1, §9).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The deckies the state file says should exist, ready to compare with DB rows.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredFleet {
+    pub deckies: Vec<Decky>,
+    /// Decky fields this version does not know; kept in `decky_config`, warned about once.
+    pub unknown_fields: Vec<String>,
+}
+
+/// One decky of the state file, with its DB column text computed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decky {
+    pub name: String,
+    pub ip: String,
+    pub services: Vec<String>,
+    /// `None` means "whichever host deployed it", i.e. this one.
+    pub host_uuid: Option<String>,
+    /// The `services` column: a compact JSON list.
+    pub services_json: String,
+    /// The `decky_config` column: the decky with defaults filled in, in DECNET's key order.
+    pub config_json: String,
+}
+
+/// A state file that cannot be trusted; nothing may be written on its account.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    #[error("cannot read state file {path}: {source}")]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error("state file {path} is not valid JSON: {source}")]
+    Syntax {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("state file {path}: {location}: {message}")]
+    Invalid {
+        path: PathBuf,
+        location: String,
+        message: String,
+    },
+}
+
+/// Reads the state file at `path`. A missing file is a host with nothing deployed
+/// (teardown removes it), so it gives an empty fleet rather than an error.
+pub fn read(path: &Path) -> Result<DesiredFleet, StateFileError> {
+    match std::fs::read(path) {
+        Ok(bytes) => parse(&bytes).map_err(|err| err.at(path)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(DesiredFleet::default()),
+        Err(source) => Err(StateFileError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// A parse failure before we know which file it came from.
+#[derive(Debug)]
+pub enum ParseError {
+    Syntax(serde_json::Error),
+    Invalid { location: String, message: String },
+}
+
+impl ParseError {
+    fn invalid(location: impl Into<String>, message: impl Into<String>) -> Self {
+        ParseError::Invalid {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+
+    fn at(self, path: &Path) -> StateFileError {
+        let path = path.to_owned();
+        match self {
+            ParseError::Syntax(source) => StateFileError::Syntax { path, source },
+            ParseError::Invalid { location, message } => StateFileError::Invalid {
+                path,
+                location,
+                message,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::Syntax(err) => write!(f, "not valid JSON: {err}"),
+            ParseError::Invalid { location, message } => write!(f, "{location}: {message}"),
+        }
+    }
+}
+
+/// Parses state-file bytes. Pure, so the fuzzer and the tests can drive it directly.
+pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
+    let document: Value = serde_json::from_slice(bytes).map_err(ParseError::Syntax)?;
+    let typed: StateDocument = serde_path_to_error::deserialize(&document)
+        .map_err(|err| type_error(&document, err))?;
+
+    let raw_deckies = document["config"]["deckies"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if typed.config.deckies.is_empty() {
+        return Err(ParseError::invalid(
+            "config.deckies",
+            "the list is empty; a host with nothing deployed has no state file",
+        ));
+    }
+
+    let mut fleet = DesiredFleet::default();
+    let mut index_by_name: HashMap<&str, usize> = HashMap::new();
+    for (index, (fields, raw)) in typed.config.deckies.iter().zip(raw_deckies).enumerate() {
+        let location = || decky_location(index, Some(&fields.name));
+        if fields.services.is_empty() {
+            return Err(ParseError::invalid(
+                format!("{}, field `services`", location()),
+                "must list at least one service",
+            ));
+        }
+        if let Some(first) = index_by_name.insert(&fields.name, index) {
+            return Err(ParseError::invalid(
+                location(),
+                format!("the name is already used by the decky at index {first}"),
+            ));
+        }
+        let unknown = unknown_fields(raw);
+        for key in unknown.keys() {
+            if !fleet.unknown_fields.contains(key) {
+                fleet.unknown_fields.push(key.clone());
+            }
+        }
+        fleet.deckies.push(Decky::new(fields, &unknown));
+    }
+    Ok(fleet)
+}
+
+impl Decky {
+    fn new(fields: &DeckyFields, unknown: &Map<String, Value>) -> Self {
+        let column = ConfigColumn {
+            fields,
+            unknown,
+        };
+        Decky {
+            name: fields.name.clone(),
+            ip: fields.ip.clone(),
+            services: fields.services.clone(),
+            host_uuid: fields.host_uuid.clone(),
+            services_json: to_compact_json(&fields.services),
+            config_json: to_compact_json(&column),
+        }
+    }
+}
+
+fn to_compact_json(value: &impl Serialize) -> String {
+    // Serializing plain strings, numbers and maps with string keys cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|err| unreachable!("JSON serialization: {err}"))
+}
+
+/// The top level as DECNET writes it: `{"config": …, "compose_path": …}`.
+#[derive(Deserialize)]
+struct StateDocument {
+    config: DecnetConfig,
+    #[serde(rename = "compose_path")]
+    _compose_path: String,
+}
+
+/// DECNET's `DecnetConfig`. Only `deckies` drives the pass; the other fields are
+/// type-checked so that a corrupted file is refused rather than half-trusted.
+#[derive(Deserialize)]
+struct DecnetConfig {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+    #[serde(default, rename = "interface")]
+    _interface: Option<String>,
+    #[serde(default, rename = "subnet")]
+    _subnet: Option<String>,
+    #[serde(default, rename = "gateway")]
+    _gateway: Option<String>,
+    deckies: Vec<DeckyFields>,
+    #[serde(default, rename = "log_file")]
+    _log_file: Option<String>,
+    #[serde(default, rename = "ipvlan")]
+    _ipvlan: Option<bool>,
+    #[serde(default, rename = "mutate_interval")]
+    _mutate_interval: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Unihost,
+    Swarm,
+}
+
+/// DECNET's `DeckyConfig`, in its declared field order, which is also the key
+/// order of the `decky_config` column.
+#[derive(Debug, Deserialize, Serialize)]
+struct DeckyFields {
+    name: String,
+    ip: String,
+    services: Vec<String>,
+    distro: String,
+    base_image: String,
+    #[serde(default = "default_build_base")]
+    build_base: String,
+    hostname: String,
+    #[serde(default)]
+    archetype: Option<String>,
+    #[serde(default)]
+    service_config: IndexMap<String, Map<String, Value>>,
+    #[serde(default = "default_nmap_os")]
+    nmap_os: String,
+    #[serde(default)]
+    mutate_interval: Option<i64>,
+    #[serde(default)]
+    last_mutated: f64,
+    #[serde(default)]
+    last_login_attempt: f64,
+    #[serde(default)]
+    host_uuid: Option<String>,
+}
+
+const DECKY_FIELD_NAMES: [&str; 14] = [
+    "name",
+    "ip",
+    "services",
+    "distro",
+    "base_image",
+    "build_base",
+    "hostname",
+    "archetype",
+    "service_config",
+    "nmap_os",
+    "mutate_interval",
+    "last_mutated",
+    "last_login_attempt",
+    "host_uuid",
+];
+
+fn default_build_base() -> String {
+    "debian:bookworm-slim".to_owned()
+}
+
+fn default_nmap_os() -> String {
+    "linux".to_owned()
+}
+
+/// The `decky_config` column: declared fields first, then unknown ones in file order.
+#[derive(Serialize)]
+struct ConfigColumn<'a> {
+    #[serde(flatten)]
+    fields: &'a DeckyFields,
+    #[serde(flatten)]
+    unknown: &'a Map<String, Value>,
+}
+
+fn unknown_fields(raw_decky: &Value) -> Map<String, Value> {
+    raw_decky
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| !DECKY_FIELD_NAMES.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// Turns a typed-deserialization error into one that names the decky and the field.
+fn type_error(document: &Value, err: serde_path_to_error::Error<serde_json::Error>) -> ParseError {
+    use serde_path_to_error::Segment;
+
+    let segments: Vec<&Segment> = err.path().iter().collect();
+    let location = match segments.as_slice() {
+        [Segment::Map { key: config }, Segment::Map { key: deckies }, Segment::Seq { index }, rest @ ..]
+            if config == "config" && deckies == "deckies" =>
+        {
+            let name = document["config"]["deckies"][*index]["name"].as_str();
+            let decky = decky_location(*index, name);
+            match rest {
+                [] => decky,
+                [Segment::Map { key }, inner @ ..] => {
+                    format!("{decky}, field `{key}{}`", path_suffix(inner))
+                }
+                _ => format!("{decky}{}", path_suffix(rest)),
+            }
+        }
+        [] => "top level".to_owned(),
+        _ => format!("field `{}`", err.path()),
+    };
+    ParseError::invalid(location, err.into_inner().to_string())
+}
+
+fn path_suffix(segments: &[&serde_path_to_error::Segment]) -> String {
+    use serde_path_to_error::Segment;
+    segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Seq { index } => format!("[{index}]"),
+            Segment::Map { key } => format!(".{key}"),
+            Segment::Enum { variant } => format!(".{variant}"),
+            Segment::Unknown => ".?".to_owned(),
+        })
+        .collect()
+}
+
+fn decky_location(index: usize, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("decky {name:?} (config.deckies[{index}])"),
+        None => format!("decky at config.deckies[{index}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SPEC §9's example decky, as DECNET stores it.
+    const SPEC_DECKY_CONFIG: &str = r#"{"name":"ref-b","ip":"10.0.0.3","services":["smtp_relay","ftp"],"distro":"debian","base_image":"debian:bookworm-slim","build_base":"debian:bookworm-slim","hostname":"host-001","archetype":null,"service_config":{},"nmap_os":"linux","mutate_interval":null,"last_mutated":0.0,"last_login_attempt":0.0,"host_uuid":null}"#;
+
+    fn document(deckies: &str) -> String {
+        format!(r#"{{"config": {{"mode": "unihost", "deckies": {deckies}}}, "compose_path": "/x.yml"}}"#)
+    }
+
+    fn parse_deckies(deckies: &str) -> Result<DesiredFleet, ParseError> {
+        parse(document(deckies).as_bytes())
+    }
+
+    fn error_text(deckies: &str) -> String {
+        parse_deckies(deckies)
+            .expect_err("the state file should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn minimal_decky_gets_defaults_in_declared_order() {
+        let fleet = parse_deckies(
+            r#"[{"name":"ref-b","ip":"10.0.0.3","services":["smtp_relay","ftp"],"distro":"debian",
+                "base_image":"debian:bookworm-slim","hostname":"host-001"}]"#,
+        )
+        .expect("valid");
+        assert_eq!(fleet.deckies[0].config_json, SPEC_DECKY_CONFIG);
+        assert_eq!(fleet.deckies[0].services_json, r#"["smtp_relay","ftp"]"#);
+    }
+
+    #[test]
+    fn float_field_given_an_int_is_stored_with_a_fraction() {
+        let fleet = parse_deckies(
+            r#"[{"name":"a","ip":"1","services":["ssh"],"distro":"d","base_image":"b",
+                "hostname":"h","last_mutated":5}]"#,
+        )
+        .expect("valid");
+        assert!(fleet.deckies[0].config_json.contains(r#""last_mutated":5.0,"#));
+    }
+
+    #[test]
+    fn unknown_fields_follow_declared_ones_in_file_order() {
+        let fleet = parse_deckies(
+            r#"[{"zeta":1,"name":"a","ip":"1","alpha":"é","services":["ssh"],"distro":"d",
+                "base_image":"b","hostname":"h"}]"#,
+        )
+        .expect("valid");
+        assert_eq!(fleet.unknown_fields, ["zeta", "alpha"]);
+        assert!(fleet.deckies[0]
+            .config_json
+            .ends_with(r#""host_uuid":null,"zeta":1,"alpha":"é"}"#));
+    }
+
+    #[test]
+    fn type_errors_name_the_decky_and_the_field() {
+        let bad = r#"[{"name":"d1","ip":"1","services":["ssh"],"distro":"d","base_image":"b",
+                       "hostname":"h","mutate_interval":"30"}]"#;
+        let text = error_text(bad);
+        assert!(text.contains(r#"decky "d1" (config.deckies[0])"#), "{text}");
+        assert!(text.contains("field `mutate_interval`"), "{text}");
+    }
+
+    #[test]
+    fn int_field_rejects_float_and_bool() {
+        for value in ["30.0", "true"] {
+            let bad = format!(
+                r#"[{{"name":"d1","ip":"1","services":["ssh"],"distro":"d","base_image":"b",
+                     "hostname":"h","mutate_interval":{value}}}]"#
+            );
+            assert!(error_text(&bad).contains("mutate_interval"), "{value}");
+        }
+    }
+
+    #[test]
+    fn services_must_be_a_nonempty_list_of_strings() {
+        let base = |services: &str| {
+            format!(
+                r#"[{{"name":"d1","ip":"1","services":{services},"distro":"d","base_image":"b","hostname":"h"}}]"#
+            )
+        };
+        for services in [r#""ssh""#, "[]", "[1]"] {
+            let text = error_text(&base(services));
+            assert!(text.contains("field `services"), "{services}: {text}");
+        }
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let decky = r#"{"name":"d1","ip":"1","services":["ssh"],"distro":"d","base_image":"b","hostname":"h"}"#;
+        let text = error_text(&format!("[{decky},{decky}]"));
+        assert!(text.contains("config.deckies[1]") && text.contains("index 0"), "{text}");
+    }
+
+    #[test]
+    fn structural_problems_are_refused() {
+        for (input, expected) in [
+            ("", "line 1 column 0"),
+            ("{\"config\": {", "EOF"),
+            ("[]", "top level"),
+            (r#"{"compose_path": "/x"}"#, "missing field `config`"),
+            (r#"{"config": {"deckies": []}}"#, "compose_path"),
+            (r#"{"config": {"deckies": []}, "compose_path": "/x"}"#, "empty"),
+            (r#"{"config": {"deckies": [1]}, "compose_path": "/x"}"#, "config.deckies[0]"),
+        ] {
+            let text = parse(input.as_bytes())
+                .expect_err("should be refused")
+                .to_string();
+            assert!(text.contains(expected), "{input:?}: {text}");
+        }
+    }
+}
