@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// One convergence pass over a DECNET host's state file, its fleet_deckies table
 /// and its Docker containers.
 #[derive(Debug, Parser)]
-#[command(name = "decnet-reconcile", version, about, long_about = None)]
+#[command(name = "decnet-reconcile", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -52,7 +52,13 @@ pub struct PassArgs {
     pub db: PathBuf,
 
     /// This host's id; rows of other hosts are never touched.
-    #[arg(long, env = "DECNET_HOST_UUID", value_name = "ID", default_value = "local", global = true)]
+    #[arg(
+        long,
+        env = "DECNET_HOST_UUID",
+        value_name = "ID",
+        default_value = "local",
+        global = true
+    )]
     pub host_uuid: String,
 
     /// Docker Engine API endpoint.
@@ -125,7 +131,9 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!("{text} must be more than 0 and at most 86400 seconds"));
+        return Err(format!(
+            "{text} must be more than 0 and at most 86400 seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -142,8 +150,9 @@ mod tests {
 
     #[test]
     fn global_options_work_after_once() {
-        let cli = Cli::try_parse_from(["decnet-reconcile", "once", "--dry-run", "--host-uuid", "h1"])
-            .expect("parses");
+        let cli =
+            Cli::try_parse_from(["decnet-reconcile", "once", "--dry-run", "--host-uuid", "h1"])
+                .expect("parses");
         assert!(cli.pass.dry_run);
         assert_eq!(cli.pass.host_uuid, "h1");
         assert!(matches!(cli.command, Some(Command::Once)));

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 
 use crate::plan::{Change, ChangeKind, FleetRow, Plan};
 
@@ -86,7 +88,8 @@ impl FleetDb {
         if !table_exists(&self.conn).map_err(|err| self.describe(err, "cannot read the schema"))? {
             return Ok(Vec::new());
         }
-        select_rows(&self.conn, host_uuid).map_err(|err| self.describe(err, "cannot read fleet_deckies"))
+        select_rows(&self.conn, host_uuid)
+            .map_err(|err| self.describe(err, "cannot read fleet_deckies"))
     }
 
     /// Reads this host's rows, plans on them and applies the plan, all inside one
@@ -107,7 +110,8 @@ impl FleetDb {
         if !table_exists(&tx).map_err(|err| describe(err, "cannot read the schema"))? {
             create_table(&tx).map_err(|err| describe(err, "cannot create fleet_deckies"))?;
         }
-        let rows = select_rows(&tx, host_uuid).map_err(|err| describe(err, "cannot read fleet_deckies"))?;
+        let rows = select_rows(&tx, host_uuid)
+            .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
         let plan = plan_on(&rows);
         apply(&tx, &plan, now, &path)?;
         tx.commit()

@@ -22,7 +22,10 @@ pub enum DockerError {
 }
 
 /// Lists every container, running or not, by name with its state.
-pub async fn container_states(docker_host: &str, timeout: Duration) -> Result<ContainerStates, DockerError> {
+pub async fn container_states(
+    docker_host: &str,
+    timeout: Duration,
+) -> Result<ContainerStates, DockerError> {
     let client = connect(docker_host, timeout)?;
     let listing = async {
         let client = client.negotiate_version().await?;
@@ -54,9 +57,17 @@ fn connect(docker_host: &str, timeout: Duration) -> Result<Docker, DockerError> 
     // bollard's own timeout is in whole seconds; ours wraps the whole exchange.
     let secs = timeout.as_secs().max(1);
     if docker_host.starts_with("unix://") {
-        Ok(Docker::connect_with_unix(docker_host, secs, API_DEFAULT_VERSION)?)
+        Ok(Docker::connect_with_unix(
+            docker_host,
+            secs,
+            API_DEFAULT_VERSION,
+        )?)
     } else if docker_host.starts_with("tcp://") || docker_host.starts_with("http://") {
-        Ok(Docker::connect_with_http(docker_host, secs, API_DEFAULT_VERSION)?)
+        Ok(Docker::connect_with_http(
+            docker_host,
+            secs,
+            API_DEFAULT_VERSION,
+        )?)
     } else {
         Err(DockerError::UnsupportedHost(docker_host.to_owned()))
     }

@@ -108,7 +108,9 @@ pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> redis::R
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         let mut pipeline = redis::pipe();
         for event in events {
             pipeline.publish(&event.channel, &event.message).ignore();
@@ -116,13 +118,15 @@ pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> redis::R
         pipeline.query_async::<()>(&mut connection).await?;
         Ok(events.len())
     };
-    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
-        Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "no answer",
-            format!("within {timeout:?}"),
-        )))
-    })
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no answer",
+                format!("within {timeout:?}"),
+            )))
+        })
 }
 
 /// A URL fit to print: any password is replaced by `***`.
@@ -148,7 +152,10 @@ mod tests {
             redact_url("redis://:s3cretpw@127.0.0.1:6379/0"),
             "redis://:***@127.0.0.1:6379/0"
         );
-        assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
         assert!(!redact_url("redis://user:s3cretpw@h/0").contains("s3cretpw"));
         assert!(!redact_url("::s3cretpw@@").contains("s3cretpw"));
     }

@@ -45,7 +45,11 @@ mod tests {
 
     #[test]
     fn process_codes_are_0_1_2() {
-        for (code, expected) in [(ExitCode::Success, 0u8), (ExitCode::Error, 1), (ExitCode::Drift, 2)] {
+        for (code, expected) in [
+            (ExitCode::Success, 0u8),
+            (ExitCode::Error, 1),
+            (ExitCode::Drift, 2),
+        ] {
             assert_eq!(
                 std::process::ExitCode::from(code),
                 std::process::ExitCode::from(expected)

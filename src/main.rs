@@ -15,7 +15,11 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             let _ = err.print();
             // Usage errors are 1, not clap's 2: 2 means drift.
-            let code = if err.use_stderr() { ExitCode::Error } else { ExitCode::Success };
+            let code = if err.use_stderr() {
+                ExitCode::Error
+            } else {
+                ExitCode::Success
+            };
             return code.into();
         }
     };
@@ -31,7 +35,12 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match Task::from_cli(cli)? {
         Task::Completions(shell) => {
-            clap_complete::generate(shell, &mut Cli::command(), "decnet-reconcile", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "decnet-reconcile",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::Success)
         }
         Task::Pass(config) => {
@@ -48,7 +57,9 @@ fn print_report(config: &Config, report: &pass::PassReport) -> Result<()> {
     let text = match config.output {
         OutputFormat::Json => render::json(report),
         // The systemd unit runs with -q: a converged pass must not reach the journal.
-        OutputFormat::Table if config.verbosity == Verbosity::Quiet && report.plan.is_empty() => return Ok(()),
+        OutputFormat::Table if config.verbosity == Verbosity::Quiet && report.plan.is_empty() => {
+            return Ok(())
+        }
         OutputFormat::Table => render::table(report, render::stdout_wants_color()),
     };
     let mut stdout = std::io::stdout().lock();
@@ -64,7 +75,8 @@ fn init_logging(verbosity: Verbosity) {
         Verbosity::Verbose(1) => tracing::Level::DEBUG,
         Verbosity::Verbose(_) => tracing::Level::TRACE,
     };
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)

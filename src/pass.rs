@@ -84,7 +84,12 @@ pub fn run(config: &Config) -> Result<PassReport> {
 }
 
 /// Publishes the committed changes; a lost event is a warning, never an error.
-fn announce(runtime: &tokio::runtime::Runtime, url: &str, config: &Config, report: &mut PassReport) {
+fn announce(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    config: &Config,
+    report: &mut PassReport,
+) {
     let ts = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
     let (events, unannounceable) = events::events_for(&report.plan, ts);
     for skipped in &unannounceable {

@@ -38,8 +38,7 @@ impl ContainerStates {
     /// Records a container by its Docker state string; anything but `running`
     /// (including a state this version has never heard of) counts as not running.
     pub fn insert(&mut self, name: impl Into<String>, state: &str) {
-        self.running_by_name
-            .insert(name.into(), state == "running");
+        self.running_by_name.insert(name.into(), state == "running");
     }
 
     fn is_running(&self, name: &str) -> Option<bool> {
@@ -251,10 +250,10 @@ pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid
                     continue;
                 }
                 ChangeKind::Update {
-                state,
-                config,
-                current_state: row.state.clone(),
-            }
+                    state,
+                    config,
+                    current_state: row.state.clone(),
+                }
             }
         };
         plan.changes.push(Change {

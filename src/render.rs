@@ -8,8 +8,8 @@ use serde::Serialize;
 use tabled::builder::Builder;
 use tabled::settings::Style as TableStyle;
 
-use crate::plan::{Action, Change, ChangeKind, SkippedDecky};
 use crate::pass::PassReport;
+use crate::plan::{Action, Change, ChangeKind, SkippedDecky};
 
 /// Whether stdout gets colour: only a terminal, and only without `NO_COLOR` or `TERM=dumb`.
 pub fn stdout_wants_color() -> bool {
@@ -23,7 +23,9 @@ pub fn table(report: &PassReport, color: bool) -> String {
     let mut out = String::new();
     if !report.plan.changes.is_empty() {
         let mut builder = Builder::default();
-        builder.push_record(["ACTION", "HOST", "NAME", "IP", "SERVICES", "STATE", "CHANGED"]);
+        builder.push_record([
+            "ACTION", "HOST", "NAME", "IP", "SERVICES", "STATE", "CHANGED",
+        ]);
         for change in &report.plan.changes {
             builder.push_record([
                 paint(change.action(), color),
@@ -74,7 +76,11 @@ fn state_column(change: &Change) -> String {
         ChangeKind::Insert { state, .. } => state.as_str().to_owned(),
         ChangeKind::Update { state: None, .. } => change.state().to_owned(),
         ChangeKind::Delete { .. } | ChangeKind::Update { .. } => {
-            format!("{} → {}", change.previous_state().unwrap_or("-"), change.state())
+            format!(
+                "{} → {}",
+                change.previous_state().unwrap_or("-"),
+                change.state()
+            )
         }
     }
 }
@@ -170,8 +176,8 @@ pub fn json(report: &PassReport) -> String {
         publish_failed: report.publish_failed,
         skipped: &plan.skipped,
     };
-    let mut text =
-        serde_json::to_string(&document).unwrap_or_else(|err| unreachable!("serializing the report: {err}"));
+    let mut text = serde_json::to_string(&document)
+        .unwrap_or_else(|err| unreachable!("serializing the report: {err}"));
     text.push('\n');
     text
 }

@@ -102,8 +102,8 @@ impl std::fmt::Display for ParseError {
 /// Parses state-file bytes. Pure, so the fuzzer and the tests can drive it directly.
 pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
     let document: Value = serde_json::from_slice(bytes).map_err(ParseError::Syntax)?;
-    let typed: StateDocument = serde_path_to_error::deserialize(&document)
-        .map_err(|err| type_error(&document, err))?;
+    let typed: StateDocument =
+        serde_path_to_error::deserialize(&document).map_err(|err| type_error(&document, err))?;
 
     let raw_deckies = document["config"]["deckies"]
         .as_array()
@@ -145,10 +145,7 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
 
 impl Decky {
     fn new(fields: &DeckyFields, unknown: &Map<String, Value>) -> Self {
-        let column = ConfigColumn {
-            fields,
-            unknown,
-        };
+        let column = ConfigColumn { fields, unknown };
         Decky {
             name: fields.name.clone(),
             ip: fields.ip.clone(),
@@ -326,7 +323,9 @@ mod tests {
     const SPEC_DECKY_CONFIG: &str = r#"{"name":"ref-b","ip":"10.0.0.3","services":["smtp_relay","ftp"],"distro":"debian","base_image":"debian:bookworm-slim","build_base":"debian:bookworm-slim","hostname":"host-001","archetype":null,"service_config":{},"nmap_os":"linux","mutate_interval":null,"last_mutated":0.0,"last_login_attempt":0.0,"host_uuid":null}"#;
 
     fn document(deckies: &str) -> String {
-        format!(r#"{{"config": {{"mode": "unihost", "deckies": {deckies}}}, "compose_path": "/x.yml"}}"#)
+        format!(
+            r#"{{"config": {{"mode": "unihost", "deckies": {deckies}}}, "compose_path": "/x.yml"}}"#
+        )
     }
 
     fn parse_deckies(deckies: &str) -> Result<DesiredFleet, ParseError> {
@@ -357,7 +356,9 @@ mod tests {
                 "hostname":"h","last_mutated":5}]"#,
         )
         .expect("valid");
-        assert!(fleet.deckies[0].config_json.contains(r#""last_mutated":5.0,"#));
+        assert!(fleet.deckies[0]
+            .config_json
+            .contains(r#""last_mutated":5.0,"#));
     }
 
     #[test]
@@ -410,7 +411,10 @@ mod tests {
     fn duplicate_names_are_refused() {
         let decky = r#"{"name":"d1","ip":"1","services":["ssh"],"distro":"d","base_image":"b","hostname":"h"}"#;
         let text = error_text(&format!("[{decky},{decky}]"));
-        assert!(text.contains("config.deckies[1]") && text.contains("index 0"), "{text}");
+        assert!(
+            text.contains("config.deckies[1]") && text.contains("index 0"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -421,8 +425,14 @@ mod tests {
             ("[]", "top level"),
             (r#"{"compose_path": "/x"}"#, "missing field `config`"),
             (r#"{"config": {"deckies": []}}"#, "compose_path"),
-            (r#"{"config": {"deckies": []}, "compose_path": "/x"}"#, "empty"),
-            (r#"{"config": {"deckies": [1]}, "compose_path": "/x"}"#, "config.deckies[0]"),
+            (
+                r#"{"config": {"deckies": []}, "compose_path": "/x"}"#,
+                "empty",
+            ),
+            (
+                r#"{"config": {"deckies": [1]}, "compose_path": "/x"}"#,
+                "config.deckies[0]",
+            ),
         ] {
             let text = parse(input.as_bytes())
                 .expect_err("should be refused")

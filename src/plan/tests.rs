@@ -1,0 +1,461 @@
+//! Every rule of SPEC §4, on plain data, plus the planner's properties.
+
+use proptest::prelude::*;
+
+use super::*;
+
+const HOST: &str = "local";
+
+fn decky(name: &str, services: &[&str]) -> Decky {
+    let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+    let services_json = serde_json::to_string(&services).expect("json");
+    Decky {
+        name: name.to_owned(),
+        ip: format!("10.0.0.{}", name.len()),
+        config_json: format!(r#"{{"name":"{name}","services":{services_json}}}"#),
+        services_json,
+        services,
+        host_uuid: None,
+    }
+}
+
+/// The row a previous pass would have written for `decky` in `state`.
+fn row_for(decky: &Decky, state: &str) -> FleetRow {
+    FleetRow {
+        host_uuid: HOST.to_owned(),
+        name: decky.name.clone(),
+        services: decky.services_json.clone(),
+        decky_config: Some(decky.config_json.clone()),
+        decky_ip: Some(decky.ip.clone()),
+        state: state.to_owned(),
+    }
+}
+
+fn containers(entries: &[(&str, &str)]) -> DockerView {
+    let mut states = ContainerStates::default();
+    for (name, state) in entries {
+        states.insert(*name, state);
+    }
+    DockerView::Known(states)
+}
+
+fn only_change(plan: &Plan) -> &Change {
+    assert_eq!(plan.changes.len(), 1, "{plan:#?}");
+    &plan.changes[0]
+}
+
+#[test]
+fn aggregate_running_needs_every_container_running() {
+    let d = decky("d1", &["ssh", "smtp_relay"]);
+    let view = containers(&[("d1-ssh", "running"), ("d1-smtp-relay", "running")]);
+    let DockerView::Known(states) = view else {
+        unreachable!()
+    };
+    assert_eq!(aggregate_state(&d, &states), DeckyState::Running);
+}
+
+#[test]
+fn aggregate_rules_of_spec_4_2() {
+    let d = decky("d1", &["ssh", "ftp"]);
+    let cases: &[(&[(&str, &str)], DeckyState)] = &[
+        (&[], DeckyState::TornDown),
+        (&[("other-ssh", "running")], DeckyState::TornDown),
+        (
+            &[("d1-ssh", "exited"), ("d1-ftp", "paused")],
+            DeckyState::Failed,
+        ),
+        (&[("d1-ssh", "created")], DeckyState::Failed),
+        (&[("d1-ssh", "running")], DeckyState::Degraded),
+        (
+            &[("d1-ssh", "running"), ("d1-ftp", "dead")],
+            DeckyState::Degraded,
+        ),
+        (
+            &[("d1-ssh", "running"), ("d1-ftp", "restarting")],
+            DeckyState::Degraded,
+        ),
+        (
+            &[("d1-ssh", "running"), ("d1-ftp", "some-future-state")],
+            DeckyState::Degraded,
+        ),
+        (
+            &[("d1-ssh", "running"), ("d1-ftp", "running")],
+            DeckyState::Running,
+        ),
+    ];
+    for (entries, expected) in cases {
+        let DockerView::Known(states) = containers(entries) else {
+            unreachable!()
+        };
+        assert_eq!(aggregate_state(&d, &states), *expected, "{entries:?}");
+    }
+}
+
+#[test]
+fn underscores_in_service_names_become_dashes() {
+    let d = decky("d1", &["smtp_relay"]);
+    let DockerView::Known(states) = containers(&[("d1-smtp_relay", "running")]) else {
+        unreachable!()
+    };
+    assert_eq!(aggregate_state(&d, &states), DeckyState::TornDown);
+}
+
+#[test]
+fn insert_takes_the_observed_state() {
+    let d = decky("d1", &["ssh"]);
+    let plan = plan(
+        &[d.clone()],
+        &[],
+        &containers(&[("d1-ssh", "exited")]),
+        HOST,
+    );
+    let change = only_change(&plan);
+    assert_eq!(change.action(), Action::Inserted);
+    assert_eq!(
+        change.kind,
+        ChangeKind::Insert {
+            state: DeckyState::Failed,
+            columns: ConfigColumns {
+                services_json: d.services_json.clone(),
+                decky_ip: d.ip.clone(),
+                config_json: d.config_json.clone(),
+            }
+        }
+    );
+    assert_eq!(change.host_uuid, HOST);
+}
+
+#[test]
+fn insert_is_running_when_docker_is_unknown() {
+    let plan = plan(&[decky("d1", &["ssh"])], &[], &DockerView::Unknown, HOST);
+    assert_eq!(only_change(&plan).state(), "running");
+}
+
+#[test]
+fn rows_missing_from_the_state_file_are_deleted() {
+    let gone = decky("gone", &["ssh"]);
+    let plan = plan(
+        &[],
+        &[row_for(&gone, "running")],
+        &DockerView::Unknown,
+        HOST,
+    );
+    let change = only_change(&plan);
+    assert_eq!(change.action(), Action::Deleted);
+    assert_eq!(change.previous_state(), Some("running"));
+    assert_eq!(change.state(), "torn_down");
+    assert_eq!(change.services, ["ssh"]);
+}
+
+#[test]
+fn state_update_when_docker_disagrees() {
+    let d = decky("d1", &["ssh"]);
+    let plan = plan(
+        &[d.clone()],
+        &[row_for(&d, "running")],
+        &containers(&[]),
+        HOST,
+    );
+    let change = only_change(&plan);
+    assert_eq!(change.previous_state(), Some("running"));
+    assert_eq!(change.state(), "torn_down");
+    assert_eq!(change.changed_fields(), ["state"]);
+}
+
+#[test]
+fn docker_unknown_makes_no_state_updates() {
+    let d = decky("d1", &["ssh"]);
+    let plan = plan(
+        &[d.clone()],
+        &[row_for(&d, "running")],
+        &DockerView::Unknown,
+        HOST,
+    );
+    assert!(plan.is_empty(), "{plan:#?}");
+}
+
+#[test]
+fn config_drift_is_repaired_and_named() {
+    let d = decky("d1", &["ssh"]);
+    let mut row = row_for(&d, "running");
+    row.decky_ip = Some("10.9.9.9".to_owned());
+    let plan = plan(
+        &[d.clone()],
+        &[row],
+        &containers(&[("d1-ssh", "running")]),
+        HOST,
+    );
+    let change = only_change(&plan);
+    assert_eq!(change.changed_fields(), ["decky_ip"]);
+    assert_eq!(change.state(), "running");
+    assert_eq!(change.previous_state(), Some("running"));
+}
+
+#[test]
+fn state_and_config_drift_make_one_update() {
+    let d = decky("d1", &["ssh"]);
+    let mut row = row_for(&d, "running");
+    row.services = r#"["ftp"]"#.to_owned();
+    row.decky_config = None;
+    let plan = plan(&[d.clone()], &[row], &containers(&[]), HOST);
+    let change = only_change(&plan);
+    assert_eq!(
+        change.changed_fields(),
+        ["state", "services", "decky_config"]
+    );
+}
+
+#[test]
+fn json_is_compared_by_meaning_not_text() {
+    let d = decky("d1", &["ssh"]);
+    let mut row = row_for(&d, "running");
+    row.services = r#"[ "ssh" ]"#.to_owned();
+    row.decky_config = Some(format!(r#"{{ "services": ["ssh"], "name": "d1" }}"#));
+    let plan = plan(
+        &[d.clone()],
+        &[row],
+        &containers(&[("d1-ssh", "running")]),
+        HOST,
+    );
+    assert!(plan.is_empty(), "{plan:#?}");
+}
+
+#[test]
+fn integers_and_floats_of_one_value_are_the_same() {
+    assert!(same_json(
+        r#"{"last_mutated":5}"#,
+        r#"{"last_mutated":5.0}"#
+    ));
+    assert!(!same_json(
+        r#"{"last_mutated":5}"#,
+        r#"{"last_mutated":5.5}"#
+    ));
+    assert!(!same_json("not json", "not json "));
+}
+
+#[test]
+fn unparsable_stored_config_is_repaired() {
+    let d = decky("d1", &["ssh"]);
+    let mut row = row_for(&d, "running");
+    row.decky_config = Some("{truncated".to_owned());
+    let plan = plan(&[d.clone()], &[row], &DockerView::Unknown, HOST);
+    assert_eq!(only_change(&plan).changed_fields(), ["decky_config"]);
+}
+
+#[test]
+fn decky_of_another_host_is_skipped_and_its_namesake_row_deleted() {
+    let mut foreign = decky("d1", &["ssh"]);
+    foreign.host_uuid = Some("host-b".to_owned());
+    let plan = plan(
+        &[foreign.clone()],
+        &[row_for(&foreign, "running")],
+        &DockerView::Unknown,
+        HOST,
+    );
+    assert_eq!(
+        plan.skipped,
+        [SkippedDecky {
+            name: "d1".to_owned(),
+            host_uuid: "host-b".to_owned()
+        }]
+    );
+    assert_eq!(only_change(&plan).action(), Action::Deleted);
+}
+
+#[test]
+fn decky_naming_this_host_is_this_hosts() {
+    let mut mine = decky("d1", &["ssh"]);
+    mine.host_uuid = Some(HOST.to_owned());
+    let plan = plan(&[mine], &[], &DockerView::Unknown, HOST);
+    assert_eq!(only_change(&plan).action(), Action::Inserted);
+    assert!(plan.skipped.is_empty());
+}
+
+#[test]
+fn rows_of_other_hosts_are_never_touched() {
+    let d = decky("d1", &["ssh"]);
+    let mut peer = row_for(&d, "running");
+    peer.host_uuid = "host-b".to_owned();
+    let plan = plan(&[], &[peer], &containers(&[]), HOST);
+    assert!(plan.is_empty(), "{plan:#?}");
+}
+
+#[test]
+fn changes_come_inserts_then_deletes_then_updates() {
+    let (a, b, c) = (
+        decky("a", &["ssh"]),
+        decky("b", &["ssh"]),
+        decky("c", &["ssh"]),
+    );
+    let gone = decky("z-gone", &["ssh"]);
+    let rows = [row_for(&a, "failed"), row_for(&gone, "running")];
+    let plan = plan(
+        &[c, a, b],
+        &rows,
+        &containers(&[("a-ssh", "running")]),
+        HOST,
+    );
+    let order: Vec<(Action, &str)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.action(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (Action::Inserted, "b"),
+            (Action::Inserted, "c"),
+            (Action::Deleted, "z-gone"),
+            (Action::Updated, "a"),
+        ]
+    );
+}
+
+/// Applies a plan to rows the way the DB adapter does, for the properties below.
+fn apply_in_memory(rows: &[FleetRow], plan: &Plan) -> Vec<FleetRow> {
+    let mut rows = rows.to_vec();
+    for change in &plan.changes {
+        let position = rows
+            .iter()
+            .position(|r| r.host_uuid == change.host_uuid && r.name == change.name);
+        match (&change.kind, position) {
+            (ChangeKind::Insert { state, columns }, None) => rows.push(FleetRow {
+                host_uuid: change.host_uuid.clone(),
+                name: change.name.clone(),
+                services: columns.services_json.clone(),
+                decky_config: Some(columns.config_json.clone()),
+                decky_ip: Some(columns.decky_ip.clone()),
+                state: state.as_str().to_owned(),
+            }),
+            (ChangeKind::Delete { .. }, Some(i)) => {
+                rows.remove(i);
+            }
+            (ChangeKind::Update { state, config, .. }, Some(i)) => {
+                if let Some(transition) = state {
+                    rows[i].state = transition.to.as_str().to_owned();
+                }
+                if let Some(update) = config {
+                    rows[i].services = update.columns.services_json.clone();
+                    rows[i].decky_ip = Some(update.columns.decky_ip.clone());
+                    rows[i].decky_config = Some(update.columns.config_json.clone());
+                }
+            }
+            (kind, position) => panic!("{kind:?} cannot apply with row at {position:?}"),
+        }
+    }
+    rows
+}
+
+const SERVICES: [&str; 4] = ["ssh", "ftp", "smtp_relay", "http"];
+const STATES: [&str; 6] = [
+    "running",
+    "exited",
+    "paused",
+    "created",
+    "dead",
+    "restarting",
+];
+const ROW_STATES: [&str; 5] = ["running", "failed", "degraded", "torn_down", "pending"];
+
+prop_compose! {
+    fn arb_decky()(name in "[a-e]{1,2}", services in proptest::sample::subsequence(SERVICES.to_vec(), 1..=3),
+                   foreign in proptest::option::weighted(0.2, "host-[ab]")) -> Decky {
+        let mut d = decky(&name, &services);
+        d.host_uuid = foreign;
+        d
+    }
+}
+
+prop_compose! {
+    fn arb_row()(name in "[a-e]{1,2}", host in prop_oneof![Just(HOST.to_owned()), "host-[ab]"],
+                 state in proptest::sample::select(ROW_STATES.to_vec()),
+                 services in proptest::sample::subsequence(SERVICES.to_vec(), 1..=3),
+                 drifted_ip in any::<bool>()) -> FleetRow {
+        let mut row = row_for(&decky(&name, &services), state);
+        row.host_uuid = host;
+        if drifted_ip { row.decky_ip = Some("192.0.2.1".to_owned()); }
+        row
+    }
+}
+
+fn arb_docker() -> impl Strategy<Value = DockerView> {
+    let entries = proptest::collection::vec(
+        (
+            "[a-e]{1,2}",
+            proptest::sample::select(SERVICES.to_vec()),
+            proptest::sample::select(STATES.to_vec()),
+        ),
+        0..12,
+    );
+    prop_oneof![
+        1 => Just(DockerView::Unknown),
+        4 => entries.prop_map(|entries| {
+            let mut states = ContainerStates::default();
+            for (decky, service, state) in entries {
+                states.insert(format!("{decky}-{}", service.replace('_', "-")), state);
+            }
+            DockerView::Known(states)
+        }),
+    ]
+}
+
+fn unique_by_name<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items
+        .into_iter()
+        .filter(|item| seen.insert(key(item)))
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn applying_a_plan_then_planning_again_plans_nothing(
+        deckies in proptest::collection::vec(arb_decky(), 0..8),
+        rows in proptest::collection::vec(arb_row(), 0..8),
+        docker in arb_docker(),
+    ) {
+        let deckies = unique_by_name(deckies, |d| d.name.clone());
+        let rows = unique_by_name(rows, |r| format!("{}/{}", r.host_uuid, r.name));
+        let first = plan(&deckies, &rows, &docker, HOST);
+        let applied = apply_in_memory(&rows, &first);
+        let second = plan(&deckies, &applied, &docker, HOST);
+        prop_assert!(second.is_empty(), "second plan: {:#?}", second);
+    }
+
+    #[test]
+    fn a_converged_input_plans_nothing(
+        deckies in proptest::collection::vec(arb_decky(), 0..8),
+        docker in arb_docker(),
+    ) {
+        let deckies = unique_by_name(deckies, |d| d.name.clone());
+        let rows: Vec<FleetRow> = deckies
+            .iter()
+            .filter(|d| d.host_uuid.is_none())
+            .map(|d| {
+                let state = match &docker {
+                    DockerView::Known(states) => aggregate_state(d, states).as_str(),
+                    DockerView::Unknown => "pending",
+                };
+                row_for(d, state)
+            })
+            .collect();
+        let planned = plan(&deckies, &rows, &docker, HOST);
+        prop_assert!(planned.changes.is_empty(), "{:#?}", planned);
+    }
+
+    #[test]
+    fn no_plan_touches_a_row_of_another_host(
+        deckies in proptest::collection::vec(arb_decky(), 0..8),
+        rows in proptest::collection::vec(arb_row(), 0..8),
+        docker in arb_docker(),
+    ) {
+        let deckies = unique_by_name(deckies, |d| d.name.clone());
+        let rows = unique_by_name(rows, |r| format!("{}/{}", r.host_uuid, r.name));
+        let planned = plan(&deckies, &rows, &docker, HOST);
+        prop_assert!(planned.changes.iter().all(|c| c.host_uuid == HOST));
+        let foreign_before: Vec<&FleetRow> = rows.iter().filter(|r| r.host_uuid != HOST).collect();
+        let applied = apply_in_memory(&rows, &planned);
+        let foreign_after: Vec<&FleetRow> = applied.iter().filter(|r| r.host_uuid != HOST).collect();
+        prop_assert_eq!(foreign_before, foreign_after);
+    }
+}
