@@ -34,9 +34,9 @@ pub struct Decky {
 /// A state file that cannot be trusted; nothing may be written on its account.
 #[derive(Debug, thiserror::Error)]
 pub enum StateFileError {
-    #[error("cannot read state file {path}: {source}")]
+    #[error("cannot read state file {path}")]
     Unreadable { path: PathBuf, source: io::Error },
-    #[error("state file {path} is not valid JSON: {source}")]
+    #[error("state file {path} is not valid JSON")]
     Syntax {
         path: PathBuf,
         source: serde_json::Error,
