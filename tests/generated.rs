@@ -11,7 +11,7 @@
 //! With `UPDATE_GENERATED=1` set, each test rewrites its file instead of
 //! comparing it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
 use clap::CommandFactory;
@@ -53,13 +53,31 @@ fn fish_completion_is_current() {
 
 #[test]
 fn man_page_is_current() {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut page)
-        .expect("render the man page");
-    check_generated(
-        "man/decnet-reconcile.1",
-        &String::from_utf8(page).expect("the man page is UTF-8"),
+    check_generated("man/decnet-reconcile.1", &man_page());
+}
+
+#[test]
+fn man_page_documents_every_option_and_its_environment_variable() {
+    let page = man_page();
+    for arg in Cli::command().get_arguments() {
+        if let Some(long) = arg.get_long() {
+            let flag = format!("\\fB\\-\\-{}\\fR", long.replace('-', "\\-"));
+            assert!(page.contains(&flag), "the man page lacks --{long}");
+        }
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            assert!(page.contains(&*env), "the man page lacks {env}");
+        }
+    }
+    for section in ["SUBCOMMANDS", "\"EXIT STATUS\"", "FILES", "EXAMPLES"] {
+        assert!(
+            page.contains(&format!(".SH {section}\n")),
+            "the man page lacks {section}"
+        );
+    }
+    assert!(
+        !page.contains("decnet\\-reconcile\\-once(1)"),
+        "the man page points at per-subcommand pages that are not shipped"
     );
 }
 
@@ -87,6 +105,138 @@ fn completions_from_binary(shell: &str) -> String {
     script
 }
 
+/// decnet-reconcile(1): clap_mangen's title, name, synopsis, description and
+/// options (with their environment variables), then sections clap knows
+/// nothing of. clap_mangen's own SUBCOMMANDS section would point at
+/// decnet-reconcile-once(1) and the like, pages nobody ships.
+fn man_page() -> String {
+    let command = Cli::command();
+    let man = clap_mangen::Man::new(command.clone()).manual("DECNET");
+    let mut page = Vec::new();
+    man.render_title(&mut page).expect("render");
+    man.render_name_section(&mut page).expect("render");
+    man.render_synopsis_section(&mut page).expect("render");
+    man.render_description_section(&mut page).expect("render");
+    man.render_options_section(&mut page).expect("render");
+    let mut page = String::from_utf8(page).expect("the man page is UTF-8");
+    page.push_str(&subcommands_section(&command));
+    page.push_str(EXIT_STATUS_SECTION);
+    page.push_str(&files_section(&command));
+    page.push_str(EXAMPLES_SECTION);
+    page.push_str(SEE_ALSO_SECTION);
+    page
+}
+
+/// Each subcommand with its arguments and their possible values.
+fn subcommands_section(command: &clap::Command) -> String {
+    let mut roff = String::from(".SH SUBCOMMANDS\n");
+    for sub in command.get_subcommands() {
+        let mut heading = format!("\\fB{}\\fR", escape(sub.get_name()));
+        let mut text = escape(&sub.get_about().map(ToString::to_string).unwrap_or_default());
+        for arg in sub.get_positionals() {
+            let name = escape(&arg.get_id().as_str().to_uppercase());
+            heading.push_str(&format!(" \\fI{name}\\fR"));
+            let possible = arg.get_possible_values();
+            let values: Vec<&str> = possible.iter().map(|value| value.get_name()).collect();
+            if !values.is_empty() {
+                let values = escape(&values.join(", "));
+                text.push_str(&format!("\n.br\n\\fI{name}\\fR is one of: {values}."));
+            }
+        }
+        roff.push_str(&format!(".TP\n{heading}\n{text}\n"));
+    }
+    roff
+}
+
+const EXIT_STATUS_SECTION: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+The pass succeeded: the host was converged, or the changes were applied.
+Docker or Redis being unreachable is not an error.
+.TP
+\fB1\fR
+An error, and nothing was changed in the database. Usage errors exit 1 too.
+.TP
+\fB2\fR
+Only with \fB\-\-detailed\-exitcode\fR: changes were applied or, with
+\fB\-\-dry\-run\fR, planned.
+"#;
+
+/// The default paths come from the definition, so the page cannot drift.
+fn files_section(command: &clap::Command) -> String {
+    let default_of = |id: &str| -> String {
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .expect("the argument exists");
+        let value = arg
+            .get_default_values()
+            .first()
+            .expect("the argument has a default");
+        escape(&value.to_string_lossy())
+    };
+    format!(
+        r#".SH FILES
+.TP
+\fI{state}\fR
+The state file, written by \fBdecnet deploy\fR.
+.TP
+\fI{db}\fR
+DECNET's SQLite database, with its table \fBfleet_deckies\fR.
+.TP
+\fI/etc/default/decnet\-reconcile\fR
+The environment of \fBdecnet\-reconcile.service\fR: the variables above.
+.TP
+\fI/usr/lib/systemd/system/decnet\-reconcile.timer\fR
+Starts \fBdecnet\-reconcile.service\fR, one quiet pass as user \fBdecnet\fR, every 30 seconds.
+"#,
+        state = default_of("state_file"),
+        db = default_of("db"),
+    )
+}
+
+const EXAMPLES_SECTION: &str = r#".SH EXAMPLES
+Preview what a pass would change, writing nothing:
+.PP
+.RS 4
+.nf
+decnet\-reconcile \-\-dry\-run
+.fi
+.RE
+.PP
+Repair by hand, as the user the timer runs as:
+.PP
+.RS 4
+.nf
+sudo \-u decnet decnet\-reconcile once
+.fi
+.RE
+.PP
+Run a pass every 30 seconds and read what the passes changed:
+.PP
+.RS 4
+.nf
+systemctl enable \-\-now decnet\-reconcile.timer
+journalctl \-u decnet\-reconcile
+.fi
+.RE
+"#;
+
+const SEE_ALSO_SECTION: &str = r#".SH "SEE ALSO"
+\fBsystemd.timer\fR(5), \fBsystemd.exec\fR(5), \fBjournalctl\fR(1)
+"#;
+
+/// Text for a roff line: backslashes and hyphens escaped, and no line
+/// starting with a control character.
+fn escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
 /// Compares `generated` with the committed file `relative` (to the crate
 /// root), or rewrites the file when `UPDATE_GENERATED=1`.
 fn check_generated(relative: &str, generated: &str) {
@@ -109,7 +259,7 @@ fn updating() -> bool {
     std::env::var_os("UPDATE_GENERATED").is_some_and(|value| value == "1")
 }
 
-fn write(path: &PathBuf, text: &str) {
+fn write(path: &Path, text: &str) {
     let dir = path.parent().expect("a file in the crate");
     std::fs::create_dir_all(dir)
         .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));

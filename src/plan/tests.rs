@@ -104,7 +104,7 @@ fn underscores_in_service_names_become_dashes() {
 fn insert_takes_the_observed_state() {
     let d = decky("d1", &["ssh"]);
     let plan = plan(
-        &[d.clone()],
+        std::slice::from_ref(&d),
         &[],
         &containers(&[("d1-ssh", "exited")]),
         HOST,
@@ -151,7 +151,7 @@ fn rows_missing_from_the_state_file_are_deleted() {
 fn state_update_when_docker_disagrees() {
     let d = decky("d1", &["ssh"]);
     let plan = plan(
-        &[d.clone()],
+        std::slice::from_ref(&d),
         &[row_for(&d, "running")],
         &containers(&[]),
         HOST,
@@ -166,7 +166,7 @@ fn state_update_when_docker_disagrees() {
 fn docker_unknown_makes_no_state_updates() {
     let d = decky("d1", &["ssh"]);
     let plan = plan(
-        &[d.clone()],
+        std::slice::from_ref(&d),
         &[row_for(&d, "running")],
         &DockerView::Unknown,
         HOST,
@@ -180,7 +180,7 @@ fn config_drift_is_repaired_and_named() {
     let mut row = row_for(&d, "running");
     row.decky_ip = Some("10.9.9.9".to_owned());
     let plan = plan(
-        &[d.clone()],
+        std::slice::from_ref(&d),
         &[row],
         &containers(&[("d1-ssh", "running")]),
         HOST,
@@ -197,7 +197,7 @@ fn state_and_config_drift_make_one_update() {
     let mut row = row_for(&d, "running");
     row.services = r#"["ftp"]"#.to_owned();
     row.decky_config = None;
-    let plan = plan(&[d.clone()], &[row], &containers(&[]), HOST);
+    let plan = plan(std::slice::from_ref(&d), &[row], &containers(&[]), HOST);
     let change = only_change(&plan);
     assert_eq!(
         change.changed_fields(),
@@ -210,9 +210,9 @@ fn json_is_compared_by_meaning_not_text() {
     let d = decky("d1", &["ssh"]);
     let mut row = row_for(&d, "running");
     row.services = r#"[ "ssh" ]"#.to_owned();
-    row.decky_config = Some(format!(r#"{{ "services": ["ssh"], "name": "d1" }}"#));
+    row.decky_config = Some(r#"{ "services": ["ssh"], "name": "d1" }"#.to_owned());
     let plan = plan(
-        &[d.clone()],
+        std::slice::from_ref(&d),
         &[row],
         &containers(&[("d1-ssh", "running")]),
         HOST,
@@ -238,7 +238,7 @@ fn unparsable_stored_config_is_repaired() {
     let d = decky("d1", &["ssh"]);
     let mut row = row_for(&d, "running");
     row.decky_config = Some("{truncated".to_owned());
-    let plan = plan(&[d.clone()], &[row], &DockerView::Unknown, HOST);
+    let plan = plan(std::slice::from_ref(&d), &[row], &DockerView::Unknown, HOST);
     assert_eq!(only_change(&plan).changed_fields(), ["decky_config"]);
 }
 

@@ -139,6 +139,19 @@ impl TestEnv {
 
     /// The binary with this env's files and host, the test dockerd, and no publishing.
     pub fn command(&self) -> Command {
+        let mut command = self.base_command();
+        command.arg("--no-publish");
+        command
+    }
+
+    /// The same, publishing to the Redis at `url` with a one-second timeout.
+    pub fn command_publishing_to(&self, url: &str) -> Command {
+        let mut command = self.base_command();
+        command.args(["--redis-url", url, "--redis-timeout", "1"]);
+        command
+    }
+
+    fn base_command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_decnet-reconcile"));
         for var in TOOL_ENV {
             command.env_remove(var);
@@ -149,7 +162,7 @@ impl TestEnv {
             .arg("--db")
             .arg(&self.db)
             .args(["--host-uuid", &self.host, "--docker-host", DOCKER_SOCKET])
-            .args(["--no-publish", "--docker-timeout", "10"]);
+            .args(["--docker-timeout", "10"]);
         command
     }
 
