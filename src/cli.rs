@@ -67,7 +67,8 @@ pub struct PassArgs {
         env = "DOCKER_HOST",
         value_name = "URL",
         default_value = "unix:///var/run/docker.sock",
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     pub docker_host: String,
 
