@@ -3,15 +3,19 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use decnet_reconcile::cli::{Cli, OutputFormat};
-use decnet_reconcile::config::{Config, Task, Verbosity};
+use decnet_reconcile::config::{Config, DbSource, Task, Verbosity};
 use decnet_reconcile::exit_codes::ExitCode;
 use decnet_reconcile::{pass, render};
 
 fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, db_source(&matches))));
+    let (cli, db_source) = match parsed {
+        Ok(parsed) => parsed,
         Err(err) => {
             let _ = err.print();
             // Usage errors are 1, not clap's 2: 2 means drift.
@@ -23,7 +27,7 @@ fn main() -> std::process::ExitCode {
             return code.into();
         }
     };
-    match run(cli) {
+    match run(cli, db_source) {
         Ok(code) => code.into(),
         Err(err) => {
             eprintln!("decnet-reconcile: error: {err:#}");
@@ -32,8 +36,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    match Task::from_cli(cli)? {
+/// Whether `--db` was typed (before or after `once`), which outranks DECNET's DB variables.
+fn db_source(matches: &ArgMatches) -> DbSource {
+    let subcommand = matches.subcommand().map(|(_, sub)| sub);
+    let typed = std::iter::once(matches)
+        .chain(subcommand)
+        .any(|m| m.value_source("db") == Some(ValueSource::CommandLine));
+    if typed {
+        DbSource::CommandLine
+    } else {
+        DbSource::EnvironmentOrDefault
+    }
+}
+
+fn run(cli: Cli, db_source: DbSource) -> Result<ExitCode> {
+    match Task::from_cli(cli, db_source, |name| std::env::var(name).ok())? {
         Task::Completions(shell) => {
             clap_complete::generate(
                 shell,

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::db::{self, FleetDb};
+use crate::db;
 use crate::events;
 use crate::plan::{self, DockerView, FleetRow, Plan};
 use crate::state_file;
@@ -50,15 +50,18 @@ pub fn run(config: &Config) -> Result<PassReport> {
     };
 
     let host = config.host_uuid.as_str();
-    let plan_on = |rows: &[FleetRow]| plan::plan(&desired.deckies, rows, &docker, host);
+    let mut plan_on = |rows: &[FleetRow]| plan::plan(&desired.deckies, rows, &docker, host);
     let plan = if config.dry_run {
-        match FleetDb::open_read_only(&config.db, config.db_busy_timeout)? {
-            Some(db) => plan_on(&db.read_rows(host)?),
+        match db::open_read_only(&config.db, config.db_busy_timeout)? {
+            Some(mut db) => plan_on(&db.read_rows(host)?),
             None => plan_on(&[]),
         }
     } else {
-        let now = db::timestamp(chrono::Utc::now());
-        FleetDb::open(&config.db, config.db_busy_timeout)?.reconcile(host, &now, plan_on)?
+        db::open(&config.db, config.db_busy_timeout)?.reconcile(
+            host,
+            chrono::Utc::now(),
+            &mut plan_on,
+        )?
     };
     for skipped in &plan.skipped {
         info!(

@@ -6,31 +6,13 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{hanging_socket, Container, TestEnv};
+use support::{hanging_socket, Backend, Container, TestEnv};
 
 /// SPEC §9's `decky_config` example, byte for byte.
 const SPEC_DECKY_CONFIG: &str = r#"{"name":"ref-b","ip":"10.0.0.3","services":["smtp_relay","ftp"],"distro":"debian","base_image":"debian:bookworm-slim","build_base":"debian:bookworm-slim","hostname":"host-001","archetype":null,"service_config":{},"nmap_os":"linux","mutate_interval":null,"last_mutated":0.0,"last_login_attempt":0.0,"host_uuid":null}"#;
 
-fn assert_datetime_format(text: &str) {
-    let bytes = text.as_bytes();
-    assert_eq!(
-        bytes.len(),
-        26,
-        "{text:?} is not YYYY-MM-DD HH:MM:SS.ffffff"
-    );
-    for (i, b) in bytes.iter().enumerate() {
-        let expected_digit = !matches!(i, 4 | 7 | 10 | 13 | 16 | 19);
-        assert_eq!(b.is_ascii_digit(), expected_digit, "{text:?} at {i}");
-    }
-    assert_eq!(&text[4..5], "-");
-    assert_eq!(&text[10..11], " ");
-    assert_eq!(&text[19..20], ".");
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.6f").expect("a real datetime");
-}
-
-#[test]
-fn aggregate_state_follows_the_containers() {
-    let mut env = TestEnv::new("aggregate");
+fn aggregate_state_follows_the_containers(backend: Backend) {
+    let mut env = TestEnv::on(backend, "aggregate");
     let (running, torn, failed, paused, degraded) = (
         env.name("run"),
         env.name("torn"),
@@ -63,9 +45,8 @@ fn aggregate_state_follows_the_containers() {
     }
 }
 
-#[test]
-fn insert_writes_every_column_in_decnet_formats() {
-    let env = TestEnv::new("insert");
+fn insert_writes_every_column_in_decnet_formats(backend: Backend) {
+    let env = TestEnv::on(backend, "insert");
     env.write_state(&[env.decky("ref-b", &["smtp_relay", "ftp"])]);
     let run = env.run(&[]).expect_code(0);
     let rows = env.rows();
@@ -80,7 +61,7 @@ fn insert_writes_every_column_in_decnet_formats() {
     assert_eq!(row.last_error, None);
     assert_eq!(row.compose_hash, None);
     assert_eq!(row.last_seen, None);
-    assert_datetime_format(&row.updated_at);
+    env.assert_datetime(&row.updated_at);
     assert!(
         run.stdout.contains("inserted") && run.stdout.contains("ref-b"),
         "{}",
@@ -93,9 +74,8 @@ fn insert_writes_every_column_in_decnet_formats() {
     );
 }
 
-#[test]
-fn rows_missing_from_the_state_file_are_deleted() {
-    let env = TestEnv::new("delete");
+fn rows_missing_from_the_state_file_are_deleted(backend: Backend) {
+    let env = TestEnv::on(backend, "delete");
     let (kept, gone) = (env.name("kept"), env.name("gone"));
     env.write_state(&[env.decky(&kept, &["ssh"])]);
     env.seed_row("local", &gone, "running");
@@ -109,9 +89,8 @@ fn rows_missing_from_the_state_file_are_deleted() {
     );
 }
 
-#[test]
-fn state_update_sets_last_seen_with_updated_at() {
-    let mut env = TestEnv::new("update");
+fn state_update_sets_last_seen_with_updated_at(backend: Backend) {
+    let mut env = TestEnv::on(backend, "update");
     let name = env.name("d");
     env.container(&format!("{name}-ssh"), Container::Running);
     env.write_state(&[env.decky(&name, &["ssh"])]);
@@ -123,13 +102,12 @@ fn state_update_sets_last_seen_with_updated_at() {
     let row = env.row(&name);
     assert_eq!(row.state, "failed");
     assert_eq!(row.last_seen.as_deref(), Some(row.updated_at.as_str()));
-    assert_datetime_format(&row.updated_at);
+    env.assert_datetime(&row.updated_at);
     assert!(run.stdout.contains("running → failed"), "{}", run.stdout);
 }
 
-#[test]
-fn converged_pass_leaves_every_row_byte_identical() {
-    let mut env = TestEnv::new("converged");
+fn converged_pass_leaves_every_row_byte_identical(backend: Backend) {
+    let mut env = TestEnv::on(backend, "converged");
     let name = env.name("d");
     env.container(&format!("{name}-ssh"), Container::Running);
     env.write_state(&[
@@ -138,26 +116,27 @@ fn converged_pass_leaves_every_row_byte_identical() {
     ]);
     env.run(&[]).expect_code(0);
     let before = env.rows();
-    let data_version = |conn: &rusqlite::Connection| -> i64 {
-        conn.query_row("PRAGMA data_version", [], |r| r.get(0))
-            .expect("data_version")
+    // SQLite also proves no transaction committed: data_version moves on any other connection's commit.
+    let connection = (env.backend == Backend::Sqlite).then(|| env.connect());
+    let version = |conn: &Option<rusqlite::Connection>| {
+        conn.as_ref().map(|c| {
+            c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+                .expect("data_version")
+        })
     };
-    let watcher = env.connect();
-    let version_before = data_version(&watcher);
-    std::thread::sleep(Duration::from_millis(20));
+    let version_before = version(&connection);
     let run = env.run(&["--detailed-exitcode"]).expect_code(0);
     assert_eq!(env.rows(), before);
     assert_eq!(
-        data_version(&watcher),
+        version(&connection),
         version_before,
         "another connection committed a write"
     );
     assert_eq!(run.stdout, "inserted=0 deleted=0 updated=0\n");
 }
 
-#[test]
-fn docker_socket_missing_means_unknown_not_gone() {
-    let env = TestEnv::new("nosocket");
+fn docker_socket_missing_means_unknown_not_gone(backend: Backend) {
+    let env = TestEnv::on(backend, "nosocket");
     let (kept, new) = (env.name("kept"), env.name("new"));
     env.seed_row("local", &kept, "failed");
     env.write_state(&[env.decky(&kept, &["ssh"]), env.decky(&new, &["ssh"])]);
@@ -179,9 +158,8 @@ fn docker_socket_missing_means_unknown_not_gone() {
     assert_eq!(run.json()["docker"], "unknown");
 }
 
-#[test]
-fn docker_socket_that_never_answers_times_out() {
-    let env = TestEnv::new("hang");
+fn docker_socket_that_never_answers_times_out(backend: Backend) {
+    let env = TestEnv::on(backend, "hang");
     let (kept, new) = (env.name("kept"), env.name("new"));
     env.seed_row("local", &kept, "failed");
     env.write_state(&[env.decky(&kept, &["ssh"]), env.decky(&new, &["ssh"])]);
@@ -200,9 +178,8 @@ fn docker_socket_that_never_answers_times_out() {
     assert!(run.stderr.contains("unknown"), "{}", run.stderr);
 }
 
-#[test]
-fn peer_host_rows_survive() {
-    let env = TestEnv::new("peers");
+fn peer_host_rows_survive(backend: Backend) {
+    let env = TestEnv::on(backend, "peers");
     let name = env.name("d");
     env.seed_row("host-b", &name, "running");
     env.seed_row("host-b", &env.name("other"), "failed");
@@ -224,9 +201,8 @@ fn peer_host_rows_survive() {
     assert_eq!(after.len(), 2);
 }
 
-#[test]
-fn decky_of_another_host_is_skipped_on_every_pass() {
-    let env = TestEnv::new("foreign");
+fn decky_of_another_host_is_skipped_on_every_pass(backend: Backend) {
+    let env = TestEnv::on(backend, "foreign");
     let mut foreign = env.decky(&env.name("f"), &["ssh"]);
     foreign["host_uuid"] = json!("host-b");
     env.write_state(&[foreign, env.decky(&env.name("mine"), &["ssh"])]);
@@ -239,20 +215,16 @@ fn decky_of_another_host_is_skipped_on_every_pass() {
     }
 }
 
-#[test]
-fn config_drift_is_repaired_and_shown_as_updated() {
-    let env = TestEnv::new("drift");
+fn config_drift_is_repaired_and_shown_as_updated(backend: Backend) {
+    let env = TestEnv::on(backend, "drift");
     let name = env.name("d");
     env.write_state(&[env.decky(&name, &["ssh"])]);
     env.run(&[]).expect_code(0);
     let first = env.row(&name);
-    env.connect()
-        .execute(
-            "UPDATE fleet_deckies SET decky_ip = '10.9.9.9', decky_config = '{}' WHERE name = ?1",
-            [&name],
-        )
-        .expect("drift");
-    std::thread::sleep(Duration::from_millis(5));
+    env.execute(&format!(
+        "UPDATE fleet_deckies SET decky_ip = '10.9.9.9', decky_config = '{{}}', updated_at = '2026-01-01 00:00:00' \
+         WHERE name = '{name}'"
+    ));
     let run = env.run(&["--output", "json"]).expect_code(0);
     let repaired = env.row(&name);
     assert_eq!(repaired.decky_ip, first.decky_ip);
@@ -261,7 +233,8 @@ fn config_drift_is_repaired_and_shown_as_updated() {
         repaired.last_seen, first.last_seen,
         "a config repair leaves last_seen"
     );
-    assert_ne!(repaired.updated_at, first.updated_at);
+    assert_ne!(repaired.updated_at, "2026-01-01 00:00:00");
+    env.assert_datetime(&repaired.updated_at);
     let change = &run.json()["changes"][0];
     assert_eq!(change["action"], "updated");
     assert_eq!(
@@ -270,9 +243,8 @@ fn config_drift_is_repaired_and_shown_as_updated() {
     );
 }
 
-#[test]
-fn missing_state_file_deletes_this_hosts_rows() {
-    let env = TestEnv::new("nofile");
+fn missing_state_file_deletes_this_hosts_rows(backend: Backend) {
+    let env = TestEnv::on(backend, "nofile");
     env.seed_row("local", &env.name("a"), "running");
     env.seed_row("local", &env.name("b"), "failed");
     let run = env.run(&[]).expect_code(0);
@@ -284,26 +256,29 @@ fn missing_state_file_deletes_this_hosts_rows() {
     );
 }
 
-#[test]
-fn dry_run_changes_nothing() {
-    let env = TestEnv::new("dry");
+fn dry_run_changes_nothing(backend: Backend) {
+    let env = TestEnv::on(backend, "dry");
     env.seed_row("local", &env.name("gone"), "running");
     env.write_state(&[env.decky(&env.name("new"), &["ssh"])]);
-    let files = || -> Vec<(String, Vec<u8>)> {
-        let mut files: Vec<_> = std::fs::read_dir(env.dir.path())
+    // On SQLite every byte of the DB files; on MySQL every byte of every row.
+    let snapshot = || -> Vec<String> {
+        if env.backend == Backend::MySql {
+            return env.rows().iter().map(|row| format!("{row:?}")).collect();
+        }
+        let mut files: Vec<String> = std::fs::read_dir(env.dir.path())
             .expect("dir")
             .map(|e| e.expect("entry").path())
             .filter(|p| p.to_string_lossy().contains("decnet.db"))
-            .map(|p| (p.display().to_string(), std::fs::read(&p).expect("read")))
+            .map(|p| format!("{} {:?}", p.display(), std::fs::read(&p).expect("read")))
             .collect();
         files.sort();
         files
     };
-    let before = files();
+    let before = snapshot();
     let run = env
         .run(&["--dry-run", "--detailed-exitcode"])
         .expect_code(2);
-    assert_eq!(files(), before, "the DB files changed");
+    assert_eq!(snapshot(), before, "the DB changed");
     assert!(
         run.stdout
             .ends_with("inserted=1 deleted=1 updated=0 (dry run)\n"),
@@ -311,23 +286,24 @@ fn dry_run_changes_nothing() {
         run.stdout
     );
 
-    let absent = TestEnv::new("dry-absent");
+    let absent = TestEnv::on(backend, "dry-absent");
     absent.write_state(&[absent.decky(&absent.name("new"), &["ssh"])]);
     absent.run(&["--dry-run"]).expect_code(0);
-    assert!(!absent.db.exists(), "a dry run created the DB");
+    assert!(
+        !absent.table_exists(),
+        "a dry run created the DB or its table"
+    );
 }
 
-#[test]
-fn detailed_exitcode_is_2_on_change_and_0_when_converged() {
-    let env = TestEnv::new("exitcode");
+fn detailed_exitcode_is_2_on_change_and_0_when_converged(backend: Backend) {
+    let env = TestEnv::on(backend, "exitcode");
     env.write_state(&[env.decky(&env.name("d"), &["ssh"])]);
     env.run(&["--detailed-exitcode"]).expect_code(2);
     env.run(&["--detailed-exitcode"]).expect_code(0);
 }
 
-#[test]
-fn quiet_prints_nothing_when_converged() {
-    let env = TestEnv::new("quiet");
+fn quiet_prints_nothing_when_converged(backend: Backend) {
+    let env = TestEnv::on(backend, "quiet");
     env.write_state(&[env.decky(&env.name("d"), &["ssh"])]);
     let first = env.run(&["-q"]).expect_code(0);
     assert!(
@@ -340,9 +316,8 @@ fn quiet_prints_nothing_when_converged() {
     assert_eq!(run.stderr, "");
 }
 
-#[test]
-fn empty_host_uuid_is_refused() {
-    let env = TestEnv::new("emptyhost");
+fn empty_host_uuid_is_refused(backend: Backend) {
+    let env = TestEnv::on(backend, "emptyhost");
     env.seed_row("local", &env.name("d"), "running");
     let before = env.rows();
     let run = env.run(&["--host-uuid", ""]).expect_code(1);
@@ -357,14 +332,20 @@ fn empty_host_uuid_is_refused() {
     assert_eq!(env.rows(), before);
 }
 
-#[test]
-fn environment_variables_configure_the_pass() {
-    let env = TestEnv::new("envvars");
+fn environment_variables_configure_the_pass(backend: Backend) {
+    let env = TestEnv::on(backend, "envvars");
     env.write_state(&[env.decky(&env.name("d"), &["ssh"])]);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_decnet-reconcile"));
+    match backend {
+        Backend::Sqlite => command.env("DECNET_DB_PATH", &env.db),
+        // DECNET's own variables and URL spelling, so one environment file serves both.
+        Backend::MySql => command.env("DECNET_DB_TYPE", "mysql").env(
+            "DECNET_DB_URL",
+            env.mysql_url().replace("mysql://", "mysql+asyncmy://"),
+        ),
+    };
     command
         .env("DECNET_STATE_FILE", &env.state_file)
-        .env("DECNET_DB_PATH", &env.db)
         .env("DECNET_HOST_UUID", "host-env")
         .env(
             "DOCKER_HOST",
@@ -385,9 +366,8 @@ fn environment_variables_configure_the_pass() {
     assert_eq!(rows[0].host_uuid, "host-env");
 }
 
-#[test]
-fn usage_errors_exit_1_and_help_exits_0() {
-    let env = TestEnv::new("usage");
+fn usage_errors_exit_1_and_help_exits_0(backend: Backend) {
+    let env = TestEnv::on(backend, "usage");
     let run = env.run(&["--no-such-flag"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let run = env.run(&["--docker-timeout", "soon"]);
@@ -398,42 +378,59 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert!(run.stdout.starts_with("decnet-reconcile "));
 }
 
-#[test]
-fn db_created_by_decnet_is_used_as_is() {
-    let env = TestEnv::new("decnetdb");
-    let conn = env.connect();
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL;
-         {};
-         CREATE INDEX ix_fleet_deckies_host_uuid ON fleet_deckies (host_uuid);
-         CREATE INDEX ix_fleet_deckies_state ON fleet_deckies (state);
-         CREATE TABLE attackers (id INTEGER PRIMARY KEY, ip VARCHAR NOT NULL, first_seen DATETIME);
-         INSERT INTO attackers (ip, first_seen) VALUES ('198.51.100.7', '2026-11-01 10:00:00.000000');
-         CREATE TABLE logs (id INTEGER PRIMARY KEY, decky VARCHAR, line TEXT);
-         INSERT INTO logs (decky, line) VALUES ('d', 'ssh login root/123456');",
-        support::SCHEMA_IF_ABSENT.replace("IF NOT EXISTS ", "")
-    ))
-    .expect("DECNET schema");
-    let dump = |conn: &rusqlite::Connection| -> Vec<String> {
-        let mut out = Vec::new();
-        for sql in [
-            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name",
-            "SELECT ip || first_seen FROM attackers",
-            "SELECT decky || line FROM logs",
-        ] {
-            let mut statement = conn.prepare(sql).expect("prepare");
-            let rows = statement
-                .query_map([], |r| r.get::<_, String>(0))
-                .expect("query");
-            out.extend(rows.map(|r| r.expect("row")));
-        }
-        out
+fn db_created_by_decnet_is_used_as_is(backend: Backend) {
+    let env = TestEnv::on(backend, "decnetdb");
+    let (schema, other_tables) = match backend {
+        Backend::Sqlite => (
+            format!(
+                "PRAGMA journal_mode=WAL; {}; \
+                 CREATE INDEX ix_fleet_deckies_host_uuid ON fleet_deckies (host_uuid); \
+                 CREATE INDEX ix_fleet_deckies_state ON fleet_deckies (state);",
+                support::SCHEMA_IF_ABSENT.replace("IF NOT EXISTS ", "")
+            ),
+            "CREATE TABLE attackers (id INTEGER PRIMARY KEY, ip VARCHAR NOT NULL, first_seen DATETIME);",
+        ),
+        Backend::MySql => (
+            format!("{};", support::MYSQL_SCHEMA.replace("IF NOT EXISTS ", "")),
+            "CREATE TABLE attackers (id INTEGER PRIMARY KEY AUTO_INCREMENT, ip VARCHAR(64) NOT NULL, first_seen DATETIME);",
+        ),
     };
-    let before = dump(&conn);
+    env.execute(&format!(
+        "{schema} {other_tables} \
+         INSERT INTO attackers (ip, first_seen) VALUES ('198.51.100.7', '2026-11-01 10:00:00'); \
+         INSERT INTO attackers (ip, first_seen) VALUES ('203.0.113.9', '2026-11-02 11:00:00');"
+    ));
+    let before = env.dump("SELECT id, ip, first_seen FROM attackers ORDER BY id");
+    let schema_before = env.schema();
     env.seed_row("local", &env.name("old"), "running");
     env.write_state(&[env.decky(&env.name("new"), &["ssh"])]);
     env.run(&[]).expect_code(0);
-    assert_eq!(dump(&env.connect()), before);
+    assert_eq!(
+        env.dump("SELECT id, ip, first_seen FROM attackers ORDER BY id"),
+        before
+    );
+    assert_eq!(env.schema(), schema_before, "the schema changed");
     let names: Vec<String> = env.rows().into_iter().map(|r| r.name).collect();
     assert_eq!(names, [env.name("new")]);
 }
+
+on_both_backends!(
+    aggregate_state_follows_the_containers,
+    insert_writes_every_column_in_decnet_formats,
+    rows_missing_from_the_state_file_are_deleted,
+    state_update_sets_last_seen_with_updated_at,
+    converged_pass_leaves_every_row_byte_identical,
+    docker_socket_missing_means_unknown_not_gone,
+    docker_socket_that_never_answers_times_out,
+    peer_host_rows_survive,
+    decky_of_another_host_is_skipped_on_every_pass,
+    config_drift_is_repaired_and_shown_as_updated,
+    missing_state_file_deletes_this_hosts_rows,
+    dry_run_changes_nothing,
+    detailed_exitcode_is_2_on_change_and_0_when_converged,
+    quiet_prints_nothing_when_converged,
+    empty_host_uuid_is_refused,
+    environment_variables_configure_the_pass,
+    usage_errors_exit_1_and_help_exits_0,
+    db_created_by_decnet_is_used_as_is,
+);

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use mysql::prelude::Queryable;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -18,6 +19,34 @@ use tempfile::TempDir;
 pub const TEST_IMAGE: &str = "decnet-test-busybox:latest";
 pub const DOCKER_SOCKET: &str = "unix:///var/run/docker.sock";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+/// The test MariaDB that `scripts/services` starts, as the user it creates.
+pub const MYSQL_SERVER: &str = "mysql://decnet_test:decnet_test@127.0.0.1:3306";
+
+/// Which database holds `fleet_deckies` in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+}
+
+/// Runs each named test body, `fn(Backend)`, once per backend: `mod sqlite` and `mod mysql`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::support::Backend::Sqlite)
+            })*
+        }
+        mod mysql {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::support::Backend::MySql)
+            })*
+        }
+    };
+}
 
 /// The environment variables the binary reads; cleared so the caller's shell cannot leak in.
 const TOOL_ENV: [&str; 6] = [
@@ -41,7 +70,10 @@ pub enum Container {
 pub struct TestEnv {
     pub dir: TempDir,
     pub state_file: PathBuf,
+    /// The SQLite file; with `Backend::MySql`, a database of its own named `mysql_database`.
     pub db: PathBuf,
+    pub backend: Backend,
+    pub mysql_database: String,
     pub host: String,
     /// Prefix of every decky and container name this test makes.
     pub prefix: String,
@@ -52,21 +84,43 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl TestEnv {
     pub fn new(test: &str) -> Self {
+        Self::on(Backend::Sqlite, test)
+    }
+
+    /// A fresh env whose table lives in `backend` (a new MariaDB database for MySQL).
+    pub fn on(backend: Backend, test: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let serial = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!(
-            "t{}-{serial}-{}",
-            std::process::id(),
-            test.replace('_', "-")
-        );
+        let pid = std::process::id();
+        let prefix = format!("t{pid}-{serial}-{}", test.replace('_', "-"));
+        let mysql_database = format!("dr_{pid}_{serial}");
+        if backend == Backend::MySql {
+            mysql_connect(&format!("{MYSQL_SERVER}/mysql"))
+                .query_drop(format!("CREATE DATABASE `{mysql_database}`"))
+                .expect("create test database");
+        }
         TestEnv {
             state_file: dir.path().join("decnet-state.json"),
             db: dir.path().join("decnet.db"),
+            backend,
+            mysql_database,
             host: "local".to_owned(),
             prefix,
             dir,
             containers: Vec::new(),
         }
+    }
+
+    /// The `--db` argument for this env's backend.
+    pub fn db_arg(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => self.db.display().to_string(),
+            Backend::MySql => self.mysql_url(),
+        }
+    }
+
+    pub fn mysql_url(&self) -> String {
+        format!("{MYSQL_SERVER}/{}", self.mysql_database)
     }
 
     /// A decky name unique to this test.
@@ -159,8 +213,7 @@ impl TestEnv {
         command
             .arg("--state-file")
             .arg(&self.state_file)
-            .arg("--db")
-            .arg(&self.db)
+            .args(["--db", &self.db_arg()])
             .args(["--host-uuid", &self.host, "--docker-host", DOCKER_SOCKET])
             .args(["--docker-timeout", "10"]);
         command
@@ -173,7 +226,104 @@ impl TestEnv {
 
     /// Every row of the table, every column, as stored.
     pub fn rows(&self) -> Vec<Row> {
-        rows_of(&self.db)
+        match self.backend {
+            Backend::Sqlite => rows_of(&self.db),
+            Backend::MySql => mysql_rows_of(&self.mysql_url()),
+        }
+    }
+
+    /// Runs SQL that both backends understand, as another DECNET process would.
+    pub fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => self.connect().execute_batch(sql).expect("SQL on SQLite"),
+            Backend::MySql => mysql_connect(&self.mysql_url())
+                .query_drop(sql)
+                .expect("SQL on MariaDB"),
+        }
+    }
+
+    /// Whether `fleet_deckies` exists (and, for SQLite, the DB file at all).
+    pub fn table_exists(&self) -> bool {
+        match self.backend {
+            Backend::Sqlite => {
+                self.db.exists()
+                    && !self
+                        .dump("SELECT name FROM sqlite_master WHERE name = 'fleet_deckies'")
+                        .is_empty()
+            }
+            Backend::MySql => !self
+                .dump(
+                    "SELECT table_name FROM information_schema.tables \
+                     WHERE table_schema = DATABASE() AND table_name = 'fleet_deckies'",
+                )
+                .is_empty(),
+        }
+    }
+
+    /// The rows of any query, each rendered as text, for before/after comparisons.
+    pub fn dump(&self, sql: &str) -> Vec<String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let conn = self.connect();
+                let mut statement = conn.prepare(sql).expect("prepare");
+                let columns = statement.column_count();
+                let rows = statement
+                    .query_map([], |row| {
+                        (0..columns)
+                            .map(|i| {
+                                row.get::<_, rusqlite::types::Value>(i)
+                                    .map(|v| format!("{v:?}"))
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(|cells| cells.join("|"))
+                    })
+                    .expect("query");
+                rows.map(|row| row.expect("row")).collect()
+            }
+            Backend::MySql => {
+                let rows: Vec<mysql::Row> =
+                    mysql_connect(&self.mysql_url()).query(sql).expect("query");
+                rows.into_iter()
+                    .map(|row| {
+                        row.unwrap()
+                            .iter()
+                            .map(|v| format!("{v:?}"))
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The whole schema as the database reports it.
+    pub fn schema(&self) -> Vec<String> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.dump("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            }
+            Backend::MySql => ["fleet_deckies", "attackers"]
+                .iter()
+                .flat_map(|table| self.dump(&format!("SHOW CREATE TABLE `{table}`")))
+                .collect(),
+        }
+    }
+
+    /// Asserts the datetime text of this backend: six fractional digits on SQLite, none on MySQL.
+    pub fn assert_datetime(&self, text: &str) {
+        let format = match self.backend {
+            Backend::Sqlite => "%Y-%m-%d %H:%M:%S%.6f",
+            Backend::MySql => "%Y-%m-%d %H:%M:%S",
+        };
+        let parsed = chrono::NaiveDateTime::parse_from_str(text, format)
+            .unwrap_or_else(|err| panic!("{text:?} is not {format}: {err}"));
+        assert_eq!(
+            parsed.format(format).to_string(),
+            text,
+            "{text:?} is not in canonical form"
+        );
+        let age = chrono::Utc::now().naive_utc() - parsed;
+        assert!(age.num_seconds().abs() < 120, "{text} is not UTC now");
     }
 
     /// The row of `name` for this env's host.
@@ -184,26 +334,46 @@ impl TestEnv {
             .unwrap_or_else(|| panic!("no row for {name:?}"))
     }
 
-    /// Opens the DB directly, as another DECNET process would.
+    /// Opens the SQLite DB directly, as another DECNET process would.
     pub fn connect(&self) -> Connection {
+        assert_eq!(self.backend, Backend::Sqlite, "connect() is SQLite's");
         Connection::open(&self.db).expect("open test DB")
     }
 
-    /// Inserts a row as DECNET would, for seeding.
+    /// Inserts a row as DECNET would, for seeding; creates the table when absent.
     pub fn seed_row(&self, host: &str, name: &str, state: &str) {
-        let conn = self.connect();
-        conn.execute(SCHEMA_IF_ABSENT, []).expect("schema");
-        conn.execute(
-            "INSERT INTO fleet_deckies VALUES (?1, ?2, '[\"ssh\"]', NULL, '10.0.0.9', ?3, NULL, NULL, NULL, \
-             '2026-01-01 00:00:00.000000')",
-            (host, name, state),
-        )
-        .expect("seed row");
+        let insert = "INSERT INTO fleet_deckies VALUES (?, ?, '[\"ssh\"]', NULL, '10.0.0.9', ?, NULL, NULL, NULL, ?)";
+        let seeded_at = match self.backend {
+            Backend::Sqlite => "2026-01-01 00:00:00.000000",
+            Backend::MySql => "2026-01-01 00:00:00",
+        };
+        match self.backend {
+            Backend::Sqlite => {
+                let conn = self.connect();
+                conn.execute(SCHEMA_IF_ABSENT, []).expect("schema");
+                conn.execute(insert, (host, name, state, seeded_at))
+                    .expect("seed row");
+            }
+            Backend::MySql => {
+                let mut conn = mysql_connect(&self.mysql_url());
+                conn.query_drop(MYSQL_SCHEMA).expect("schema");
+                conn.exec_drop(insert, (host, name, state, seeded_at))
+                    .expect("seed row");
+            }
+        }
     }
 }
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        if self.backend == Backend::MySql {
+            if let Ok(mut server) =
+                mysql::Conn::new(mysql::Opts::from_url(MYSQL_SERVER).expect("url"))
+            {
+                let _ =
+                    server.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.mysql_database));
+            }
+        }
         if !self.containers.is_empty() {
             let mut args = vec!["rm", "-f"];
             args.extend(self.containers.iter().map(String::as_str));
@@ -225,6 +395,53 @@ pub const SCHEMA_IF_ABSENT: &str = "CREATE TABLE IF NOT EXISTS fleet_deckies (
 	updated_at DATETIME NOT NULL,
 	PRIMARY KEY (host_uuid, name)
 )";
+
+/// DECNET's table on MariaDB, as the issue records it.
+pub const MYSQL_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS `fleet_deckies` (
+  `host_uuid` varchar(255) NOT NULL,
+  `name` varchar(255) NOT NULL,
+  `services` mediumtext NOT NULL,
+  `decky_config` mediumtext DEFAULT NULL,
+  `decky_ip` varchar(255) DEFAULT NULL,
+  `state` varchar(255) NOT NULL,
+  `last_error` text DEFAULT NULL,
+  `compose_hash` varchar(255) DEFAULT NULL,
+  `last_seen` datetime DEFAULT NULL,
+  `updated_at` datetime NOT NULL,
+  PRIMARY KEY (`host_uuid`,`name`),
+  KEY `ix_fleet_deckies_state` (`state`),
+  KEY `ix_fleet_deckies_host_uuid` (`host_uuid`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+
+/// Connects to the test MariaDB, failing loudly when it is not there.
+pub fn mysql_connect(url: &str) -> mysql::Conn {
+    let opts = mysql::Opts::from_url(url).expect("MySQL URL");
+    mysql::Conn::new(opts).unwrap_or_else(|err| {
+        panic!("MariaDB is required on 127.0.0.1:3306 (scripts/services starts it): {err}")
+    })
+}
+
+/// Every row on MariaDB, read with the text protocol so datetimes come back as stored text.
+pub fn mysql_rows_of(url: &str) -> Vec<Row> {
+    let mut conn = mysql_connect(url);
+    let rows: Vec<mysql::Row> = conn
+        .query("SELECT * FROM fleet_deckies ORDER BY host_uuid, name")
+        .expect("select");
+    rows.into_iter()
+        .map(|mut row| Row {
+            host_uuid: row.take(0).expect("host_uuid"),
+            name: row.take(1).expect("name"),
+            services: row.take(2).expect("services"),
+            decky_config: row.take(3).expect("decky_config"),
+            decky_ip: row.take(4).expect("decky_ip"),
+            state: row.take(5).expect("state"),
+            last_error: row.take(6).expect("last_error"),
+            compose_hash: row.take(7).expect("compose_hash"),
+            last_seen: row.take(8).expect("last_seen"),
+            updated_at: row.take(9).expect("updated_at"),
+        })
+        .collect()
+}
 
 /// Runs `docker` and fails the test loudly if it does not succeed.
 pub fn docker(args: &[&str]) {

@@ -1,16 +1,15 @@
-//! The DB mirror: DECNET's SQLite database and its `fleet_deckies` table
-//! (SPEC §3.2, §9). Owns the schema, the connection settings, the row formats
-//! and the one write transaction of a pass.
+//! DECNET's SQLite database (SPEC §3.2, §9): its DDL, its connection settings
+//! (WAL, synchronous=NORMAL, busy timeout) and its datetime text.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use rusqlite::{
-    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
-};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::plan::{Change, ChangeKind, FleetRow, Plan};
+use super::{unexpected_row_count, writes, FleetStore};
+use crate::plan::{FleetRow, Plan};
 
 /// DECNET's DDL, exactly as SPEC §9 gives it.
 const CREATE_TABLE: &str = "CREATE TABLE fleet_deckies (
@@ -34,18 +33,18 @@ const CREATE_INDEXES: [&str; 2] = [
 const SELECT_HOST_ROWS: &str = "SELECT host_uuid, name, services, decky_config, decky_ip, state \
      FROM fleet_deckies WHERE host_uuid = ?1 ORDER BY name";
 
-/// An open DECNET database.
-pub struct FleetDb {
+/// An open DECNET SQLite database.
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
 }
 
-impl FleetDb {
+impl SqliteStore {
     /// Opens (creating the file if needed) for a pass that may write, with DECNET's settings.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open database {}", path.display()))?;
-        let db = FleetDb {
+        let db = SqliteStore {
             conn,
             path: path.to_owned(),
         };
@@ -69,7 +68,7 @@ impl FleetDb {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("cannot open database {} read-only", path.display()))?;
-        let db = FleetDb {
+        let db = SqliteStore {
             conn,
             path: path.to_owned(),
         };
@@ -83,8 +82,13 @@ impl FleetDb {
             .map_err(|err| self.describe(err, "cannot set the busy timeout"))
     }
 
-    /// This host's rows, read without taking a write lock (dry run).
-    pub fn read_rows(&self, host_uuid: &str) -> Result<Vec<FleetRow>> {
+    fn describe(&self, err: rusqlite::Error, what: &str) -> anyhow::Error {
+        describe_error(&self.path, err, what)
+    }
+}
+
+impl FleetStore for SqliteStore {
+    fn read_rows(&mut self, host_uuid: &str) -> Result<Vec<FleetRow>> {
         if !table_exists(&self.conn).map_err(|err| self.describe(err, "cannot read the schema"))? {
             return Ok(Vec::new());
         }
@@ -92,14 +96,13 @@ impl FleetDb {
             .map_err(|err| self.describe(err, "cannot read fleet_deckies"))
     }
 
-    /// Reads this host's rows, plans on them and applies the plan, all inside one
-    /// `BEGIN IMMEDIATE` transaction: two passes at once cannot both apply, and a
-    /// crash leaves the old rows or the new ones. Creates the table when absent.
-    pub fn reconcile(
+    /// `BEGIN IMMEDIATE` takes the write lock before the rows are read, so two
+    /// passes at once serialize and the second plans on the first one's result.
+    fn reconcile(
         &mut self,
         host_uuid: &str,
-        now: &str,
-        plan_on: impl FnOnce(&[FleetRow]) -> Plan,
+        now: DateTime<Utc>,
+        plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
     ) -> Result<Plan> {
         let path = self.path.clone();
         let describe = |err, what: &str| describe_error(&path, err, what);
@@ -108,19 +111,32 @@ impl FleetDb {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|err| describe(err, "cannot start the write transaction"))?;
         if !table_exists(&tx).map_err(|err| describe(err, "cannot read the schema"))? {
-            create_table(&tx).map_err(|err| describe(err, "cannot create fleet_deckies"))?;
+            tx.execute(CREATE_TABLE, [])
+                .and_then(|_| {
+                    CREATE_INDEXES
+                        .iter()
+                        .try_for_each(|sql| tx.execute(sql, []).map(drop))
+                })
+                .map_err(|err| describe(err, "cannot create fleet_deckies"))?;
         }
         let rows = select_rows(&tx, host_uuid)
             .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
         let plan = plan_on(&rows);
-        apply(&tx, &plan, now, &path)?;
+        let now = timestamp(now);
+        for write in writes(&plan, &now) {
+            let touched = tx
+                .prepare_cached(write.sql)
+                .and_then(|mut statement| {
+                    statement.execute(rusqlite::params_from_iter(&write.params))
+                })
+                .map_err(|err| describe(err, "cannot write fleet_deckies"))?;
+            if touched != 1 {
+                return Err(unexpected_row_count(&write, touched as u64));
+            }
+        }
         tx.commit()
             .map_err(|err| describe(err, "cannot commit the pass"))?;
         Ok(plan)
-    }
-
-    fn describe(&self, err: rusqlite::Error, what: &str) -> anyhow::Error {
-        describe_error(&self.path, err, what)
     }
 }
 
@@ -148,14 +164,6 @@ fn table_exists(conn: &Connection) -> rusqlite::Result<bool> {
     .map(|found| found.is_some())
 }
 
-fn create_table(tx: &Transaction) -> rusqlite::Result<()> {
-    tx.execute(CREATE_TABLE, [])?;
-    for index in CREATE_INDEXES {
-        tx.execute(index, [])?;
-    }
-    Ok(())
-}
-
 fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<Vec<FleetRow>> {
     let mut statement = conn.prepare_cached(SELECT_HOST_ROWS)?;
     let rows = statement.query_map([host_uuid], |row| {
@@ -171,74 +179,7 @@ fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<Vec<Fleet
     rows.collect()
 }
 
-/// Writes every change of the plan; each must touch exactly one row.
-fn apply(tx: &Transaction, plan: &Plan, now: &str, path: &Path) -> Result<()> {
-    for change in &plan.changes {
-        let touched = apply_change(tx, change, now)
-            .map_err(|err| describe_error(path, err, "cannot write fleet_deckies"))?;
-        if touched != 1 {
-            bail!(
-                "{} of {:?} changed {touched} rows instead of one",
-                change.action().as_str(),
-                change.name
-            );
-        }
-    }
-    Ok(())
-}
-
-fn apply_change(tx: &Transaction, change: &Change, now: &str) -> rusqlite::Result<usize> {
-    let key = (change.host_uuid.as_str(), change.name.as_str());
-    match &change.kind {
-        ChangeKind::Insert { state, columns } => tx
-            .prepare_cached(
-                "INSERT INTO fleet_deckies (host_uuid, name, services, decky_config, decky_ip, \
-                 state, last_error, compose_hash, last_seen, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, NULL, ?7)",
-            )?
-            .execute(params![
-                key.0,
-                key.1,
-                columns.services_json,
-                columns.config_json,
-                columns.decky_ip,
-                state.as_str(),
-                now
-            ]),
-        ChangeKind::Delete { .. } => tx
-            .prepare_cached("DELETE FROM fleet_deckies WHERE host_uuid = ?1 AND name = ?2")?
-            .execute(params![key.0, key.1]),
-        ChangeKind::Update { state, config, .. } => {
-            let mut touched = 0;
-            if let Some(transition) = state {
-                touched = tx
-                    .prepare_cached(
-                        "UPDATE fleet_deckies SET state = ?3, last_seen = ?4, updated_at = ?4 \
-                         WHERE host_uuid = ?1 AND name = ?2",
-                    )?
-                    .execute(params![key.0, key.1, transition.to.as_str(), now])?;
-            }
-            if let Some(update) = config {
-                touched = tx
-                    .prepare_cached(
-                        "UPDATE fleet_deckies SET services = ?3, decky_ip = ?4, decky_config = ?5, \
-                         updated_at = ?6 WHERE host_uuid = ?1 AND name = ?2",
-                    )?
-                    .execute(params![
-                        key.0,
-                        key.1,
-                        update.columns.services_json,
-                        update.columns.decky_ip,
-                        update.columns.config_json,
-                        now
-                    ])?;
-            }
-            Ok(touched)
-        }
-    }
-}
-
 /// DECNET's datetime text: UTC wall clock, always six fractional digits, no offset.
-pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }

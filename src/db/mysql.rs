@@ -1,0 +1,338 @@
+//! A fleet's shared MySQL/MariaDB database (DECNET's `DECNET_DB_TYPE=mysql`):
+//! its DDL, its to-the-second datetimes, its case- and accent-insensitive
+//! names, and a per-host named lock so that two passes for one host never
+//! both apply a change while passes of different hosts run side by side.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use mysql::consts::CapabilityFlags;
+use mysql::prelude::Queryable;
+use mysql::{AccessMode, Conn, Opts, OptsBuilder, TxOpts};
+
+use super::{unexpected_row_count, writes, FleetStore};
+use crate::plan::{ChangeKind, FleetRow, Plan};
+
+/// DECNET's table as its SQLAlchemy models create it on MariaDB.
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS `fleet_deckies` (
+  `host_uuid` varchar(255) NOT NULL,
+  `name` varchar(255) NOT NULL,
+  `services` mediumtext NOT NULL,
+  `decky_config` mediumtext DEFAULT NULL,
+  `decky_ip` varchar(255) DEFAULT NULL,
+  `state` varchar(255) NOT NULL,
+  `last_error` text DEFAULT NULL,
+  `compose_hash` varchar(255) DEFAULT NULL,
+  `last_seen` datetime DEFAULT NULL,
+  `updated_at` datetime NOT NULL,
+  PRIMARY KEY (`host_uuid`,`name`),
+  KEY `ix_fleet_deckies_state` (`state`),
+  KEY `ix_fleet_deckies_host_uuid` (`host_uuid`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+
+const TABLE_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.tables \
+     WHERE table_schema = DATABASE() AND table_name = 'fleet_deckies'";
+
+const SELECT_HOST_ROWS: &str = "SELECT host_uuid, name, services, decky_config, decky_ip, state \
+     FROM fleet_deckies WHERE host_uuid = ? ORDER BY name";
+
+/// What `varchar(255)` holds, in characters.
+const MAX_KEY_CHARS: usize = 255;
+
+/// A MySQL server and database, with credentials. Prints without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MySqlTarget {
+    url: String,
+}
+
+impl MySqlTarget {
+    /// Takes `mysql://…` and DECNET's SQLAlchemy spellings (`mysql+asyncmy://…`).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            bail!("{} is not a mysql:// URL", crate::events::redact_url(url));
+        };
+        if scheme != "mysql" && !scheme.starts_with("mysql+") {
+            bail!("{} is not a mysql:// URL", crate::events::redact_url(url));
+        }
+        let target = MySqlTarget {
+            url: format!("mysql://{rest}"),
+        };
+        Opts::from_url(&target.url)
+            .map_err(|err| anyhow::anyhow!("MySQL URL {target} does not parse: {err}"))?;
+        Ok(target)
+    }
+
+    /// From DECNET's `DECNET_DB_HOST`, `_PORT`, `_NAME`, `_USER` and `_PASSWORD`.
+    pub fn from_parts(
+        host: &str,
+        port: u16,
+        database: &str,
+        user: &str,
+        password: Option<&str>,
+    ) -> Result<Self> {
+        let mut url = url::Url::parse("mysql://localhost/").context("building the MySQL URL")?;
+        url.set_host(Some(host))
+            .with_context(|| format!("DECNET_DB_HOST {host:?} is not a host name"))?;
+        // These only fail for URLs without a host, which this one has.
+        let _ = url.set_port(Some(port));
+        let _ = url.set_username(user);
+        let _ = url.set_password(password);
+        url.set_path(database);
+        Self::from_url(url.as_str())
+    }
+}
+
+impl std::fmt::Display for MySqlTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::events::redact_url(&self.url))
+    }
+}
+
+impl std::fmt::Debug for MySqlTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MySqlTarget({self})")
+    }
+}
+
+/// An open connection to the fleet database.
+pub struct MySqlStore {
+    conn: Conn,
+    target: MySqlTarget,
+    busy_timeout: Duration,
+}
+
+impl MySqlStore {
+    pub fn open(target: &MySqlTarget, busy_timeout: Duration, read_only: bool) -> Result<Self> {
+        let opts = Opts::from_url(&target.url)
+            .map_err(|err| anyhow::anyhow!("MySQL URL {target}: {err}"))?;
+        // Every network wait is bounded; a statement waiting on a lock gets the busy timeout on top.
+        let network = Some(busy_timeout + Duration::from_secs(10));
+        let opts = OptsBuilder::from_opts(opts)
+            .tcp_connect_timeout(Some(Duration::from_secs(10)))
+            .read_timeout(network)
+            .write_timeout(network)
+            // Count rows matched, not rows changed, so every write reports the one row it hit.
+            .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS);
+        let mut conn =
+            Conn::new(opts).with_context(|| format!("cannot connect to database {target}"))?;
+        let lock_wait = busy_timeout.as_secs().max(1);
+        conn.query_drop(format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock_wait}, SESSION time_zone = '+00:00'"
+        ))
+        .with_context(|| format!("database {target}: cannot configure the session"))?;
+        if read_only {
+            conn.query_drop("SET SESSION TRANSACTION READ ONLY")
+                .with_context(|| format!("database {target}: cannot make the session read-only"))?;
+        }
+        Ok(MySqlStore {
+            conn,
+            target: target.clone(),
+            busy_timeout,
+        })
+    }
+
+    /// Waits for this host's named lock: one pass per host at a time, fleet-wide.
+    fn lock_host(&mut self, host_uuid: &str) -> Result<()> {
+        let secs = self.busy_timeout.as_secs().max(1);
+        let acquired: Option<Option<i64>> = self
+            .conn
+            .exec_first(
+                "SELECT GET_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(?, 256), 40)), ?)",
+                (host_uuid, secs),
+            )
+            .with_context(|| {
+                format!(
+                    "database {}: cannot take the lock of host {host_uuid:?}",
+                    self.target
+                )
+            })?;
+        if acquired.flatten() != Some(1) {
+            bail!(
+                "database {}: another pass for host {host_uuid:?} held its lock for longer than --db-busy-timeout; nothing was written",
+                self.target
+            );
+        }
+        Ok(())
+    }
+
+    fn unlock_host(&mut self, host_uuid: &str) -> Result<()> {
+        self.conn
+            .exec_drop(
+                "DO RELEASE_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(?, 256), 40)))",
+                (host_uuid,),
+            )
+            .with_context(|| {
+                format!(
+                    "database {}: cannot release the lock of host {host_uuid:?}",
+                    self.target
+                )
+            })
+    }
+
+    fn table_exists(&mut self) -> Result<bool> {
+        let count: Option<i64> = self
+            .conn
+            .query_first(TABLE_EXISTS)
+            .with_context(|| format!("database {}: cannot read the schema", self.target))?;
+        Ok(count.unwrap_or(0) > 0)
+    }
+
+    fn plan_and_apply(
+        &mut self,
+        host_uuid: &str,
+        now: &str,
+        plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
+    ) -> Result<Plan> {
+        let target = self.target.clone();
+        let mut tx = self
+            .conn
+            .start_transaction(TxOpts::default())
+            .with_context(|| format!("database {target}: cannot start the transaction"))?;
+        let rows = select_rows(&mut tx, host_uuid)
+            .with_context(|| format!("database {target}: cannot read fleet_deckies"))?;
+        let plan = plan_on(&rows);
+        check_key_lengths(&plan)?;
+        for write in writes(&plan, now) {
+            let params: Vec<mysql::Value> = write.params.iter().map(|p| (*p).into()).collect();
+            tx.exec_drop(write.sql, params)
+                .map_err(|err| describe_write_error(&target, err))?;
+            if tx.affected_rows() != 1 {
+                return Err(unexpected_row_count(&write, tx.affected_rows()));
+            }
+        }
+        tx.commit()
+            .with_context(|| format!("database {target}: cannot commit the pass"))?;
+        Ok(plan)
+    }
+}
+
+impl FleetStore for MySqlStore {
+    fn read_rows(&mut self, host_uuid: &str) -> Result<Vec<FleetRow>> {
+        if !self.table_exists()? {
+            return Ok(Vec::new());
+        }
+        let target = self.target.clone();
+        let mut tx = self
+            .conn
+            .start_transaction(TxOpts::default().set_access_mode(Some(AccessMode::ReadOnly)))
+            .with_context(|| format!("database {target}: cannot start a read-only transaction"))?;
+        let rows = select_rows(&mut tx, host_uuid)
+            .with_context(|| format!("database {target}: cannot read fleet_deckies"))?;
+        tx.rollback()
+            .with_context(|| format!("database {target}: cannot end the read-only transaction"))?;
+        Ok(rows)
+    }
+
+    /// The host's named lock is taken before the transaction starts, so the
+    /// rows read are those the previous holder committed.
+    fn reconcile(
+        &mut self,
+        host_uuid: &str,
+        now: DateTime<Utc>,
+        plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
+    ) -> Result<Plan> {
+        if host_uuid.chars().count() > MAX_KEY_CHARS {
+            bail!("--host-uuid is longer than the {MAX_KEY_CHARS} characters fleet_deckies holds on MySQL");
+        }
+        self.lock_host(host_uuid)?;
+        // DDL commits implicitly, so the table is made before the pass's transaction.
+        if !self.table_exists()? {
+            self.conn.query_drop(CREATE_TABLE).with_context(|| {
+                format!("database {}: cannot create fleet_deckies", self.target)
+            })?;
+        }
+        let result = self.plan_and_apply(host_uuid, &timestamp(now), plan_on);
+        // A lost connection releases the lock by itself; only a live one needs this.
+        let unlocked = self.unlock_host(host_uuid);
+        let plan = result?;
+        unlocked?;
+        Ok(plan)
+    }
+}
+
+fn select_rows(tx: &mut mysql::Transaction, host_uuid: &str) -> mysql::Result<Vec<FleetRow>> {
+    tx.exec_map(
+        SELECT_HOST_ROWS,
+        (host_uuid,),
+        |(host_uuid, name, services, decky_config, decky_ip, state)| FleetRow {
+            host_uuid,
+            name,
+            services,
+            decky_config,
+            decky_ip,
+            state,
+        },
+    )
+}
+
+/// A state-file name that `varchar(255)` cannot hold makes the file bad for this backend.
+fn check_key_lengths(plan: &Plan) -> Result<()> {
+    for change in &plan.changes {
+        if matches!(change.kind, ChangeKind::Insert { .. })
+            && change.name.chars().count() > MAX_KEY_CHARS
+        {
+            bail!(
+                "state file: decky {:?}… has a name of {} characters; fleet_deckies on MySQL holds {MAX_KEY_CHARS}. Nothing was written",
+                change.name.chars().take(40).collect::<String>(),
+                change.name.chars().count()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn describe_write_error(target: &MySqlTarget, err: mysql::Error) -> anyhow::Error {
+    const DUPLICATE_KEY: u16 = 1062;
+    let duplicate = matches!(&err, mysql::Error::MySqlError(e) if e.code == DUPLICATE_KEY);
+    let err =
+        anyhow::Error::new(err).context(format!("database {target}: cannot write fleet_deckies"));
+    if duplicate {
+        err.context(
+            "two deckies of the state file have names that MySQL's collation treats as one \
+             (it ignores case and accents); nothing was written",
+        )
+    } else {
+        err
+    }
+}
+
+/// MySQL's `DATETIME` holds whole seconds: UTC wall clock, no fraction.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decnet_url_spellings_are_accepted_and_printed_without_password() {
+        let target = MySqlTarget::from_url("mysql+asyncmy://decnet:s3cret@127.0.0.1:3306/decnet")
+            .expect("valid");
+        assert_eq!(target.url, "mysql://decnet:s3cret@127.0.0.1:3306/decnet");
+        assert!(!target.to_string().contains("s3cret"));
+        assert!(!format!("{target:?}").contains("s3cret"));
+        assert!(MySqlTarget::from_url("postgres://x@y/z").is_err());
+        assert!(MySqlTarget::from_url("/var/lib/decnet/decnet.db").is_err());
+    }
+
+    #[test]
+    fn parts_are_escaped_into_a_url() {
+        let target =
+            MySqlTarget::from_parts("db.example", 3307, "decnet", "decnet", Some("p@ss/w:rd"))
+                .expect("valid");
+        assert_eq!(
+            target.url,
+            "mysql://decnet:p%40ss%2Fw%3Ard@db.example:3307/decnet"
+        );
+    }
+
+    #[test]
+    fn datetimes_are_whole_seconds() {
+        let at = DateTime::parse_from_rfc3339("2026-11-26T21:40:05.987654Z")
+            .expect("time")
+            .to_utc();
+        assert_eq!(timestamp(at), "2026-11-26 21:40:05");
+    }
+}
