@@ -5,60 +5,11 @@ mod support;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use support::{closed_port, hanging_tcp, Container, Run, TestEnv, REDIS_URL};
-
-/// Listens on `decky.*` for the messages of one host, from a thread of its own.
-struct Subscriber {
-    messages: mpsc::Receiver<Received>,
-}
-
-struct Received {
-    channel: String,
-    message: Value,
-}
-
-impl Subscriber {
-    fn new(host: &str) -> Self {
-        let client = redis::Client::open(REDIS_URL).expect("redis URL");
-        let mut connection = client
-            .get_connection()
-            .expect("Redis is required on 127.0.0.1:6379 (scripts/services starts it)");
-        // Raw PSUBSCRIBE: redis-rs's PubSub guard unsubscribes when dropped.
-        connection
-            .send_packed_command(&redis::cmd("PSUBSCRIBE").arg("decky.*").get_packed_command())
-            .expect("psubscribe");
-        connection.recv_response().expect("psubscribe confirmed");
-        let (sender, messages) = mpsc::channel();
-        let host = host.to_owned();
-        std::thread::spawn(move || {
-            while let Ok(reply) = connection.recv_response() {
-                let message = redis::Msg::from_value(&reply).expect("a pmessage");
-                let payload: String = message.get_payload().expect("payload");
-                let value: Value = serde_json::from_str(&payload).expect("message is JSON");
-                if value["payload"]["host_uuid"] == host.as_str() {
-                    let received = Received {
-                        channel: message.get_channel_name().to_owned(),
-                        message: value,
-                    };
-                    if sender.send(received).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        Subscriber { messages }
-    }
-
-    /// Every message for this host that arrives until a short quiet period.
-    fn drain(&mut self) -> Vec<Received> {
-        std::iter::from_fn(|| self.messages.recv_timeout(Duration::from_millis(400)).ok()).collect()
-    }
-}
+use support::{closed_port, hanging_tcp, Container, Received, Run, Subscriber, TestEnv, REDIS_URL};
 
 fn events_env(test: &str) -> TestEnv {
     let mut env = TestEnv::new(test);

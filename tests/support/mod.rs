@@ -9,6 +9,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
@@ -541,6 +542,54 @@ impl Run {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {}", self.stdout))
+    }
+}
+
+/// Listens on `decky.*` for the messages of one host, from a thread of its own.
+pub struct Subscriber {
+    messages: mpsc::Receiver<Received>,
+}
+
+pub struct Received {
+    pub channel: String,
+    pub message: Value,
+}
+
+impl Subscriber {
+    pub fn new(host: &str) -> Self {
+        let client = redis::Client::open(REDIS_URL).expect("redis URL");
+        let mut connection = client
+            .get_connection()
+            .expect("Redis is required on 127.0.0.1:6379 (scripts/services starts it)");
+        // Raw PSUBSCRIBE: redis-rs's PubSub guard unsubscribes when dropped.
+        connection
+            .send_packed_command(&redis::cmd("PSUBSCRIBE").arg("decky.*").get_packed_command())
+            .expect("psubscribe");
+        connection.recv_response().expect("psubscribe confirmed");
+        let (sender, messages) = mpsc::channel();
+        let host = host.to_owned();
+        std::thread::spawn(move || {
+            while let Ok(reply) = connection.recv_response() {
+                let message = redis::Msg::from_value(&reply).expect("a pmessage");
+                let payload: String = message.get_payload().expect("payload");
+                let value: Value = serde_json::from_str(&payload).expect("message is JSON");
+                if value["payload"]["host_uuid"] == host.as_str() {
+                    let received = Received {
+                        channel: message.get_channel_name().to_owned(),
+                        message: value,
+                    };
+                    if sender.send(received).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Subscriber { messages }
+    }
+
+    /// Every message for this host that arrives until a short quiet period.
+    pub fn drain(&mut self) -> Vec<Received> {
+        std::iter::from_fn(|| self.messages.recv_timeout(Duration::from_millis(400)).ok()).collect()
     }
 }
 
