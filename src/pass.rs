@@ -57,11 +57,7 @@ pub fn run(config: &Config) -> Result<PassReport> {
             None => plan_on(&[]),
         }
     } else {
-        db::open(&config.db, config.db_busy_timeout)?.reconcile(
-            host,
-            chrono::Utc::now(),
-            &mut plan_on,
-        )?
+        db::open(&config.db, config.db_busy_timeout)?.reconcile(host, &mut plan_on)?
     };
     for skipped in &plan.skipped {
         info!(

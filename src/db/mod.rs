@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
 
 use crate::plan::{ChangeKind, FleetRow, Plan};
 
@@ -37,10 +36,10 @@ pub trait FleetStore {
     /// In one transaction that no other pass for this host can share: creates
     /// the table when absent, reads this host's rows, plans on them with
     /// `plan_on`, writes the plan and commits. A crash leaves the old rows or the new.
+    /// Rows are stamped with the time the lock was won, not when the pass began.
     fn reconcile(
         &mut self,
         host_uuid: &str,
-        now: DateTime<Utc>,
         plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
     ) -> Result<Plan>;
 }

@@ -229,7 +229,6 @@ impl FleetStore for MySqlStore {
     fn reconcile(
         &mut self,
         host_uuid: &str,
-        now: DateTime<Utc>,
         plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
     ) -> Result<Plan> {
         if host_uuid.chars().count() > MAX_KEY_CHARS {
@@ -242,7 +241,7 @@ impl FleetStore for MySqlStore {
                 format!("database {}: cannot create fleet_deckies", self.target)
             })?;
         }
-        let result = self.plan_and_apply(host_uuid, &timestamp(now), plan_on);
+        let result = self.plan_and_apply(host_uuid, &timestamp(Utc::now()), plan_on);
         // A lost connection releases the lock by itself; only a live one needs this.
         let unlocked = self.unlock_host(host_uuid);
         let plan = result?;

@@ -101,7 +101,6 @@ impl FleetStore for SqliteStore {
     fn reconcile(
         &mut self,
         host_uuid: &str,
-        now: DateTime<Utc>,
         plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
     ) -> Result<Plan> {
         let path = self.path.clone();
@@ -122,7 +121,7 @@ impl FleetStore for SqliteStore {
         let rows = select_rows(&tx, host_uuid)
             .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
         let plan = plan_on(&rows);
-        let now = timestamp(now);
+        let now = timestamp(Utc::now());
         for write in writes(&plan, &now) {
             let touched = tx
                 .prepare_cached(write.sql)
