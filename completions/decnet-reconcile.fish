@@ -1,0 +1,81 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_decnet_reconcile_global_optspecs
+    string join \n state-file= db= host-uuid= docker-host= redis-url= no-publish dry-run output= detailed-exitcode docker-timeout= redis-timeout= db-busy-timeout= q/quiet v/verbose h/help V/version
+end
+
+function __fish_decnet_reconcile_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_decnet_reconcile_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_decnet_reconcile_using_subcommand
+    set -l cmd (__fish_decnet_reconcile_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l state-file -d 'The state file written by `decnet deploy`' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l db -d 'DECNET\'s SQLite database' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l host-uuid -d 'This host\'s id; rows of other hosts are never touched' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l docker-host -d 'Docker Engine API endpoint' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l redis-url -d 'Redis URL of the event bus' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l output -d 'Format of standard output' -r -f -a "table\t''
+json\t''"
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l redis-timeout -d 'Longest wait for Redis before events count as lost' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l no-publish -d 'Do not publish events'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l dry-run -d 'Compute and print the plan; change nothing'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l detailed-exitcode -d 'Exit 2 when the pass changed (or, dry, would change) anything'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -s q -l quiet -d 'Quieter: nothing at all on a converged pass; warnings and errors still show'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -s v -l verbose -d 'More verbose logs on stderr (repeat for more)'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -s h -l help -d 'Print help'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -s V -l version -d 'Print version'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -f -a "once" -d 'Make one convergence pass (the default)'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l state-file -d 'The state file written by `decnet deploy`' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l db -d 'DECNET\'s SQLite database' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l host-uuid -d 'This host\'s id; rows of other hosts are never touched' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l docker-host -d 'Docker Engine API endpoint' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l redis-url -d 'Redis URL of the event bus' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l output -d 'Format of standard output' -r -f -a "table\t''
+json\t''"
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l redis-timeout -d 'Longest wait for Redis before events count as lost' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l no-publish -d 'Do not publish events'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l dry-run -d 'Compute and print the plan; change nothing'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l detailed-exitcode -d 'Exit 2 when the pass changed (or, dry, would change) anything'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -s q -l quiet -d 'Quieter: nothing at all on a converged pass; warnings and errors still show'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -s v -l verbose -d 'More verbose logs on stderr (repeat for more)'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -s h -l help -d 'Print help'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l state-file -d 'The state file written by `decnet deploy`' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l db -d 'DECNET\'s SQLite database' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l host-uuid -d 'This host\'s id; rows of other hosts are never touched' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l docker-host -d 'Docker Engine API endpoint' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l redis-url -d 'Redis URL of the event bus' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l output -d 'Format of standard output' -r -f -a "table\t''
+json\t''"
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l redis-timeout -d 'Longest wait for Redis before events count as lost' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l no-publish -d 'Do not publish events'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l dry-run -d 'Compute and print the plan; change nothing'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l detailed-exitcode -d 'Exit 2 when the pass changed (or, dry, would change) anything'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -s q -l quiet -d 'Quieter: nothing at all on a converged pass; warnings and errors still show'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -s v -l verbose -d 'More verbose logs on stderr (repeat for more)'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand help; and not __fish_seen_subcommand_from once completions help" -f -a "once" -d 'Make one convergence pass (the default)'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand help; and not __fish_seen_subcommand_from once completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand help; and not __fish_seen_subcommand_from once completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
