@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{unexpected_row_count, writes, FleetStore};
@@ -93,6 +96,7 @@ impl FleetStore for SqliteStore {
             return Ok(Vec::new());
         }
         select_rows(&self.conn, host_uuid)
+            .map(|(rows, _)| rows)
             .map_err(|err| self.describe(err, "cannot read fleet_deckies"))
     }
 
@@ -118,7 +122,7 @@ impl FleetStore for SqliteStore {
                 })
                 .map_err(|err| describe(err, "cannot create fleet_deckies"))?;
         }
-        let rows = select_rows(&tx, host_uuid)
+        let (rows, raw_names) = select_rows(&tx, host_uuid)
             .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
         let plan = plan_on(&rows);
         let now = timestamp(Utc::now());
@@ -126,7 +130,14 @@ impl FleetStore for SqliteStore {
             let touched = tx
                 .prepare_cached(write.sql)
                 .and_then(|mut statement| {
-                    statement.execute(rusqlite::params_from_iter(&write.params))
+                    let params = write.params.iter().map(|param| match param {
+                        Some(text) => match raw_names.get(*text) {
+                            Some(raw) => raw.to_sql(),
+                            None => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+                        },
+                        None => ToSqlOutput::Borrowed(ValueRef::Null),
+                    });
+                    statement.execute(rusqlite::params_from_iter(params))
                 })
                 .map_err(|err| describe(err, "cannot write fleet_deckies"))?;
             if touched != 1 {
@@ -163,19 +174,72 @@ fn table_exists(conn: &Connection) -> rusqlite::Result<bool> {
     .map(|found| found.is_some())
 }
 
-fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<Vec<FleetRow>> {
+/// This host's rows, and the stored bytes of names that are not UTF-8 text.
+///
+/// SQLite stores whatever another writer gave it. No column may make the pass
+/// fail: odd values are read as lossy text, which the planner then sees as drift
+/// and repairs, and a name that is not UTF-8 is kept as stored so that its row
+/// can still be deleted (no state-file name can ever equal it).
+fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<(Vec<FleetRow>, RawNames)> {
     let mut statement = conn.prepare_cached(SELECT_HOST_ROWS)?;
-    let rows = statement.query_map([host_uuid], |row| {
-        Ok(FleetRow {
-            host_uuid: row.get(0)?,
-            name: row.get(1)?,
-            services: row.get(2)?,
-            decky_config: row.get(3)?,
-            decky_ip: row.get(4)?,
-            state: row.get(5)?,
+    let mut raw_names = RawNames::new();
+    let mut rows = statement.query([host_uuid])?;
+    let mut fleet = Vec::new();
+    while let Some(row) = rows.next()? {
+        let name = row.get_ref(1)?;
+        let name_text = lossy_text(name).unwrap_or_default();
+        if let Some(raw) = RawName::of(name) {
+            raw_names.insert(name_text.clone(), raw);
+        }
+        fleet.push(FleetRow {
+            host_uuid: lossy_text(row.get_ref(0)?).unwrap_or_default(),
+            name: name_text,
+            services: lossy_text(row.get_ref(2)?).unwrap_or_default(),
+            decky_config: lossy_text(row.get_ref(3)?),
+            decky_ip: lossy_text(row.get_ref(4)?),
+            state: lossy_text(row.get_ref(5)?).unwrap_or_default(),
+        });
+    }
+    Ok((fleet, raw_names))
+}
+
+/// Names as displayed (lossy) to the value stored, for names that are not clean text.
+type RawNames = HashMap<String, RawName>;
+
+/// A stored name as SQLite holds it, to bind back so that `name = ?` matches its row.
+enum RawName {
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl RawName {
+    fn of(value: ValueRef) -> Option<RawName> {
+        match value {
+            ValueRef::Text(bytes) if std::str::from_utf8(bytes).is_err() => {
+                Some(RawName::Text(bytes.to_vec()))
+            }
+            ValueRef::Blob(bytes) => Some(RawName::Blob(bytes.to_vec())),
+            _ => None,
+        }
+    }
+
+    fn to_sql(&self) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(match self {
+            RawName::Text(bytes) => ValueRef::Text(bytes),
+            RawName::Blob(bytes) => ValueRef::Blob(bytes),
         })
-    })?;
-    rows.collect()
+    }
+}
+
+fn lossy_text(value: ValueRef) -> Option<String> {
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+    }
 }
 
 /// DECNET's datetime text: UTC wall clock, always six fractional digits, no offset.
