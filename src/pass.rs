@@ -2,7 +2,8 @@
 //! DB transaction, then announce what was written (SPEC §4, §5).
 
 use anyhow::{Context, Result};
-use tracing::{info, warn};
+use chrono::{NaiveDateTime, SubsecRound};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::db;
@@ -24,10 +25,16 @@ pub struct PassReport {
 pub fn run(config: &Config) -> Result<PassReport> {
     let desired = state_file::read(&config.state_file)?;
     if !desired.unknown_fields.is_empty() {
+        // Debug-quoted: a field name is file content and must not forge a log line.
+        let fields: Vec<String> = desired
+            .unknown_fields
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect();
         warn!(
             "state file {}: unknown decky fields kept in decky_config: {}",
             config.state_file.display(),
-            desired.unknown_fields.join(", ")
+            fields.join(", ")
         );
     }
 
@@ -35,28 +42,30 @@ pub fn run(config: &Config) -> Result<PassReport> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let docker = match runtime.block_on(crate::docker::container_states(
-        &config.docker_host,
-        config.docker_timeout,
-    )) {
-        Ok(containers) => DockerView::Known(containers),
-        Err(err) => {
-            warn!(
-                "Docker at {} is unreachable ({err}): container states are unknown, so this pass makes no state updates",
-                events::redact_url(&config.docker_host)
-            );
-            DockerView::Unknown
-        }
-    };
+    // Docker is asked before the DB lock is taken, so that a slow daemon never
+    // holds DECNET's writers up.
+    let listed_at = chrono::Utc::now().naive_utc();
+    let mut docker = list_containers(&runtime, config);
 
     let host = config.host_uuid.as_str();
-    let mut plan_on = |rows: &[FleetRow]| plan::plan(&desired.deckies, rows, &docker, host);
     let plan = if config.dry_run {
-        match db::open_read_only(&config.db, config.db_busy_timeout)? {
-            Some(mut db) => plan_on(&db.read_rows(host)?),
-            None => plan_on(&[]),
-        }
+        let rows = match db::open_read_only(&config.db, config.db_busy_timeout)? {
+            Some(mut db) => db.read_rows(host)?,
+            None => Vec::new(),
+        };
+        plan::plan(&desired.deckies, &rows, &docker, host)
     } else {
+        let mut plan_on = |rows: &[FleetRow], last_written: Option<NaiveDateTime>| {
+            // Another pass committed after we listed: its view of Docker may be
+            // newer than ours, and writing ours would revert it. Ask again.
+            let written_since_listing =
+                last_written.is_some_and(|written| written >= listed_at.trunc_subsecs(0));
+            if written_since_listing && matches!(docker, DockerView::Known(_)) {
+                debug!("another pass wrote this host's rows after we listed Docker; listing again");
+                docker = list_containers(&runtime, config);
+            }
+            plan::plan(&desired.deckies, rows, &docker, host)
+        };
         db::open(&config.db, config.db_busy_timeout)?.reconcile(host, &mut plan_on)?
     };
     for skipped in &plan.skipped {
@@ -80,6 +89,23 @@ pub fn run(config: &Config) -> Result<PassReport> {
         }
     }
     Ok(report)
+}
+
+/// Docker's containers, or `Unknown` (with a warning) when Docker cannot say.
+fn list_containers(runtime: &tokio::runtime::Runtime, config: &Config) -> DockerView {
+    match runtime.block_on(crate::docker::container_states(
+        &config.docker_host,
+        config.docker_timeout,
+    )) {
+        Ok(containers) => DockerView::Known(containers),
+        Err(err) => {
+            warn!(
+                "Docker at {} is unreachable ({err}): container states are unknown, so this pass makes no state updates",
+                events::redact_url(&config.docker_host)
+            );
+            DockerView::Unknown
+        }
+    }
 }
 
 /// Publishes the committed changes; a lost event is a warning, never an error.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
+use chrono::NaiveDateTime;
 
 use crate::plan::{ChangeKind, FleetRow, Plan};
 
@@ -28,6 +29,16 @@ impl std::fmt::Display for DbTarget {
     }
 }
 
+/// Plans on this host's rows as read inside the pass's transaction, given when the
+/// newest of them was last written (its `updated_at`), so that the caller can tell
+/// whether another pass committed after it looked at Docker.
+pub type PlanOn<'a> = dyn FnMut(&[FleetRow], Option<NaiveDateTime>) -> Plan + 'a;
+
+/// `updated_at` as stored: SQLite's six fractional digits or MySQL's whole seconds.
+pub fn parse_stored_datetime(text: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()
+}
+
 /// The operations a pass needs from a database.
 pub trait FleetStore {
     /// This host's rows, read without writing or creating anything (dry run).
@@ -37,11 +48,7 @@ pub trait FleetStore {
     /// the table when absent, reads this host's rows, plans on them with
     /// `plan_on`, writes the plan and commits. A crash leaves the old rows or the new.
     /// Rows are stamped with the time the lock was won, not when the pass began.
-    fn reconcile(
-        &mut self,
-        host_uuid: &str,
-        plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
-    ) -> Result<Plan>;
+    fn reconcile(&mut self, host_uuid: &str, plan_on: &mut PlanOn) -> Result<Plan>;
 }
 
 /// Opens the database for a pass that may write.

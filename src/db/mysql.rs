@@ -11,7 +11,7 @@ use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{AccessMode, Conn, Opts, OptsBuilder, TxOpts};
 
-use super::{unexpected_row_count, writes, FleetStore};
+use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, PlanOn};
 use crate::plan::{ChangeKind, FleetRow, Plan};
 
 /// DECNET's table as its SQLAlchemy models create it on MariaDB.
@@ -178,12 +178,7 @@ impl MySqlStore {
         Ok(count.unwrap_or(0) > 0)
     }
 
-    fn plan_and_apply(
-        &mut self,
-        host_uuid: &str,
-        now: &str,
-        plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
-    ) -> Result<Plan> {
+    fn plan_and_apply(&mut self, host_uuid: &str, now: &str, plan_on: &mut PlanOn) -> Result<Plan> {
         let target = self.target.clone();
         let mut tx = self
             .conn
@@ -191,7 +186,17 @@ impl MySqlStore {
             .with_context(|| format!("database {target}: cannot start the transaction"))?;
         let rows = select_rows(&mut tx, host_uuid)
             .with_context(|| format!("database {target}: cannot read fleet_deckies"))?;
-        let plan = plan_on(&rows);
+        let last_written: Option<Option<String>> = tx
+            .exec_first(
+                "SELECT CAST(MAX(updated_at) AS CHAR) FROM fleet_deckies WHERE host_uuid = ?",
+                (host_uuid,),
+            )
+            .with_context(|| format!("database {target}: cannot read fleet_deckies"))?;
+        let last_written = last_written
+            .flatten()
+            .as_deref()
+            .and_then(parse_stored_datetime);
+        let plan = plan_on(&rows, last_written);
         check_key_lengths(&plan)?;
         for write in writes(&plan, now) {
             let params: Vec<mysql::Value> = write.params.iter().map(|p| (*p).into()).collect();
@@ -226,11 +231,7 @@ impl FleetStore for MySqlStore {
 
     /// The host's named lock is taken before the transaction starts, so the
     /// rows read are those the previous holder committed.
-    fn reconcile(
-        &mut self,
-        host_uuid: &str,
-        plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
-    ) -> Result<Plan> {
+    fn reconcile(&mut self, host_uuid: &str, plan_on: &mut PlanOn) -> Result<Plan> {
         if host_uuid.chars().count() > MAX_KEY_CHARS {
             bail!("--host-uuid is longer than the {MAX_KEY_CHARS} characters fleet_deckies holds on MySQL");
         }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::{unexpected_row_count, writes, FleetStore};
+use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, PlanOn};
 use crate::plan::{FleetRow, Plan};
 
 /// DECNET's DDL, exactly as SPEC §9 gives it.
@@ -102,11 +102,7 @@ impl FleetStore for SqliteStore {
 
     /// `BEGIN IMMEDIATE` takes the write lock before the rows are read, so two
     /// passes at once serialize and the second plans on the first one's result.
-    fn reconcile(
-        &mut self,
-        host_uuid: &str,
-        plan_on: &mut dyn FnMut(&[FleetRow]) -> Plan,
-    ) -> Result<Plan> {
+    fn reconcile(&mut self, host_uuid: &str, plan_on: &mut PlanOn) -> Result<Plan> {
         let path = self.path.clone();
         let describe = |err, what: &str| describe_error(&path, err, what);
         let tx = self
@@ -124,7 +120,9 @@ impl FleetStore for SqliteStore {
         }
         let (rows, raw_names) = select_rows(&tx, host_uuid)
             .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
-        let plan = plan_on(&rows);
+        let last_written = last_written(&tx, host_uuid)
+            .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
+        let plan = plan_on(&rows, last_written);
         let now = timestamp(Utc::now());
         for write in writes(&plan, &now) {
             let touched = tx
@@ -152,15 +150,23 @@ impl FleetStore for SqliteStore {
 
 /// Adds the database path and, for a lock, what it means for the operator.
 fn describe_error(path: &Path, err: rusqlite::Error, what: &str) -> anyhow::Error {
-    let locked = matches!(
-        err.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    );
+    /// SQLite could not grow the `-shm` file: the filesystem is full.
+    const SQLITE_IOERR_SHMSIZE: std::ffi::c_int = 4874;
+    let hint = match err.sqlite_error() {
+        Some(e) if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Some(
+            "the database stayed locked by another writer for longer than --db-busy-timeout; nothing was written"
+                .to_owned(),
+        ),
+        Some(e) if e.code == ErrorCode::DiskFull || e.extended_code == SQLITE_IOERR_SHMSIZE => Some(format!(
+            "the filesystem holding {} is full; nothing was written",
+            path.parent().unwrap_or(path).display()
+        )),
+        _ => None,
+    };
     let err = anyhow::Error::new(err).context(format!("database {}: {what}", path.display()));
-    if locked {
-        err.context("the database stayed locked by another writer for longer than --db-busy-timeout; nothing was written")
-    } else {
-        err
+    match hint {
+        Some(hint) => err.context(hint),
+        None => err,
     }
 }
 
@@ -201,6 +207,22 @@ fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<(Vec<Flee
         });
     }
     Ok((fleet, raw_names))
+}
+
+/// The newest `updated_at` of this host's rows.
+fn last_written(
+    conn: &Connection,
+    host_uuid: &str,
+) -> rusqlite::Result<Option<chrono::NaiveDateTime>> {
+    conn.query_row(
+        "SELECT MAX(updated_at) FROM fleet_deckies WHERE host_uuid = ?1",
+        [host_uuid],
+        |row| {
+            Ok(lossy_text(row.get_ref(0)?)
+                .as_deref()
+                .and_then(parse_stored_datetime))
+        },
+    )
 }
 
 /// Names as displayed (lossy) to the value stored, for names that are not clean text.
