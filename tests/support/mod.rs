@@ -623,3 +623,81 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
+
+/// A count for the reliability proofs: `var` from the environment, else `default`.
+/// The default run keeps it small; `scripts/reliability` sets it large.
+pub fn reliability_count(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={text:?} is not a count")),
+        Err(_) => default,
+    }
+}
+
+/// Prints one figure of the reliability report; `scripts/reliability` collects
+/// these lines (run with `--nocapture`).
+pub fn figure(name: &str, value: impl std::fmt::Display) {
+    println!("reliability: {name}={value}");
+}
+
+/// A Unix socket file whose listener is gone: connecting is refused, as with a
+/// Docker daemon that died without removing its socket.
+pub fn stale_socket(path: &Path) -> PathBuf {
+    drop(UnixListener::bind(path).expect("bind socket"));
+    assert!(path.exists(), "the socket file stays behind");
+    path.to_owned()
+}
+
+/// Every event published for one host, received on a connection of its own with
+/// a raw `PSUBSCRIBE` (redis-rs's PubSub guard unsubscribes when dropped).
+pub struct EventLog {
+    messages: std::sync::mpsc::Receiver<(String, Value)>,
+}
+
+impl EventLog {
+    pub fn subscribe(host: &str) -> Self {
+        let client = redis::Client::open(REDIS_URL).expect("redis URL");
+        let mut connection = client
+            .get_connection()
+            .expect("Redis is required on 127.0.0.1:6379 (scripts/services starts it)");
+        let pattern = format!("decky.{host}:*");
+        connection
+            .send_packed_command(&redis::cmd("PSUBSCRIBE").arg(&pattern).get_packed_command())
+            .expect("psubscribe");
+        connection.recv_response().expect("psubscribe confirmed");
+        let (sender, messages) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok(reply) = connection.recv_response() {
+                let Some(message) = redis::Msg::from_value(&reply) else {
+                    continue;
+                };
+                let payload: String = message.get_payload().expect("payload");
+                let value: Value = serde_json::from_str(&payload).expect("message is JSON");
+                if sender
+                    .send((message.get_channel_name().to_owned(), value))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        EventLog { messages }
+    }
+
+    /// The messages received so far and until `expected` have come (or 10 s
+    /// passed), then until half a second goes by without another.
+    pub fn collect(&self, expected: usize) -> Vec<(String, Value)> {
+        let mut received = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while received.len() < expected && Instant::now() < deadline {
+            if let Ok(message) = self.messages.recv_timeout(Duration::from_millis(100)) {
+                received.push(message);
+            }
+        }
+        while let Ok(message) = self.messages.recv_timeout(Duration::from_millis(500)) {
+            received.push(message);
+        }
+        received
+    }
+}
