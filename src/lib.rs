@@ -12,3 +12,4 @@ pub mod pass;
 pub mod plan;
 pub mod render;
 pub mod state_file;
+pub mod terminal;

@@ -9,6 +9,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::terminal::escape;
+
 /// The deckies the state file says should exist, ready to compare with DB rows.
 #[derive(Debug, Clone, Default)]
 pub struct DesiredFleet {
@@ -284,15 +286,17 @@ fn type_error(document: &Value, err: serde_path_to_error::Error<serde_json::Erro
             match rest {
                 [] => decky,
                 [Segment::Map { key }, inner @ ..] => {
-                    format!("{decky}, field `{key}{}`", path_suffix(inner))
+                    format!("{decky}, field `{}{}`", escape(key), path_suffix(inner))
                 }
                 _ => format!("{decky}{}", path_suffix(rest)),
             }
         }
         [] => "top level".to_owned(),
-        _ => format!("field `{}`", err.path()),
+        _ => format!("field `{}`", escape(&err.path().to_string())),
     };
-    ParseError::invalid(location, err.into_inner().to_string())
+    // serde's messages (`unknown variant …`) echo the file's text raw, and the
+    // message goes to a terminal or the journal: escaped like the location's parts.
+    ParseError::invalid(location, escape(&err.into_inner().to_string()))
 }
 
 fn path_suffix(segments: &[&serde_path_to_error::Segment]) -> String {
@@ -301,7 +305,7 @@ fn path_suffix(segments: &[&serde_path_to_error::Segment]) -> String {
         .iter()
         .map(|segment| match segment {
             Segment::Seq { index } => format!("[{index}]"),
-            Segment::Map { key } => format!(".{key}"),
+            Segment::Map { key } => format!(".{}", escape(key)),
             Segment::Enum { variant } => format!(".{variant}"),
             Segment::Unknown => ".?".to_owned(),
         })
@@ -310,7 +314,7 @@ fn path_suffix(segments: &[&serde_path_to_error::Segment]) -> String {
 
 fn decky_location(index: usize, name: Option<&str>) -> String {
     match name {
-        Some(name) => format!("decky {name:?} (config.deckies[{index}])"),
+        Some(name) => format!("decky \"{}\" (config.deckies[{index}])", escape(name)),
         None => format!("decky at config.deckies[{index}]"),
     }
 }

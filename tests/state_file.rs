@@ -194,7 +194,7 @@ fn unknown_fields_are_kept_with_one_warning() {
         .collect();
     assert_eq!(warnings.len(), 1, "{}", run.stderr);
     assert!(
-        warnings[0].contains("future_field, another"),
+        warnings[0].contains(r#""future_field", "another""#),
         "{}",
         warnings[0]
     );
