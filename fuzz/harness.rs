@@ -207,6 +207,7 @@ fn apply(host: &str, rows: &[FleetRow], planned: &plan::Plan) -> Vec<FleetRow> {
                 decky_config: Some(columns.config_json.clone()),
                 decky_ip: Some(columns.decky_ip.clone()),
                 state: state.as_str().to_owned(),
+                stored_key: None,
             }),
             (ChangeKind::Delete { .. }, Some(at)) => {
                 after.remove(at);
@@ -274,6 +275,7 @@ impl Scenario {
                 decky_config: text(3),
                 decky_ip: text(4),
                 state,
+                stored_key: None,
             });
         }
         Some(Scenario { host, docker, rows })

@@ -59,13 +59,13 @@ fn rename_that_changes_only_case_ends_with_the_new_name() {
     let lower = upper.to_lowercase();
     env.write_state(&[env.decky(&upper, &["ssh"])]);
     env.run(&[]).expect_code(0);
-    assert_eq!(names(&env, "local"), [upper.clone()]);
+    assert_eq!(names(&env, "local"), std::slice::from_ref(&upper));
 
     env.write_state(&[env.decky(&lower, &["ssh"])]);
     let run = env.run(&["--output", "json"]).expect_code(0);
     assert_eq!(
         names(&env, "local"),
-        [lower.clone()],
+        std::slice::from_ref(&lower),
         "exactly one row, with the new name"
     );
     assert_eq!(run.json()["counts"]["inserted"], 1);
@@ -249,7 +249,11 @@ fn a_pass_killed_mid_transaction_leaves_old_or_new_rows() {
     };
     for attempt in 0..6 {
         let (old_count, new_count) = if attempt % 2 == 0 { (0, 300) } else { (300, 0) };
-        let old_rows = env.table_exists().then(|| env.rows()).unwrap_or_default();
+        let old_rows = if env.table_exists() {
+            env.rows()
+        } else {
+            Vec::new()
+        };
         assert_eq!(old_rows.len(), old_count);
         if new_count > 0 {
             env.write_state(&fleet(new_count));
@@ -265,7 +269,11 @@ fn a_pass_killed_mid_transaction_leaves_old_or_new_rows() {
         std::thread::sleep(Duration::from_millis(20 + 25 * attempt as u64));
         let _ = child.kill();
         let _ = child.wait();
-        let rows = env.table_exists().then(|| env.rows()).unwrap_or_default();
+        let rows = if env.table_exists() {
+            env.rows()
+        } else {
+            Vec::new()
+        };
         assert!(
             rows.len() == old_count || rows.len() == new_count,
             "attempt {attempt}: {} rows, a mix of {old_count} and {new_count}",

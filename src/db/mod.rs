@@ -75,18 +75,28 @@ pub fn open_read_only(
     })
 }
 
-/// One statement of a pass, with positional (`?`) parameters; `None` is NULL.
+/// One statement of a pass, with positional (`?`) parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowWrite<'a> {
     pub sql: &'static str,
-    pub params: Vec<Option<&'a str>>,
+    pub params: Vec<Param<'a>>,
     /// For messages: which decky this writes.
     pub name: &'a str,
 }
 
 const INSERT: &str = "INSERT INTO fleet_deckies (host_uuid, name, services, decky_config, decky_ip, \
      state, last_error, compose_hash, last_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?)";
+/// A statement parameter. Every column a pass writes is text; a row that only
+/// its stored key can address is deleted by that integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param<'a> {
+    Text(&'a str),
+    Integer(i64),
+}
+
 const DELETE: &str = "DELETE FROM fleet_deckies WHERE host_uuid = ? AND name = ?";
+/// SQLite's rowid; only SQLite sets [`crate::plan::FleetRow::stored_key`].
+const DELETE_BY_STORED_KEY: &str = "DELETE FROM fleet_deckies WHERE host_uuid = ? AND rowid = ?";
 // Parameters in SET order: state and last_seen, then the config columns, then updated_at and the key.
 const UPDATE_STATE: &str =
     "UPDATE fleet_deckies SET state = ?, last_seen = ?, updated_at = ? WHERE host_uuid = ? AND name = ?";
@@ -113,35 +123,39 @@ pub fn writes<'a>(plan: &'a Plan, now: &'a str) -> Vec<RowWrite<'a>> {
     deletes
         .chain(others)
         .map(|change| {
-            let (host, name) = (Some(change.host_uuid.as_str()), Some(change.name.as_str()));
+            let (host, name) = (Param::Text(&change.host_uuid), Param::Text(&change.name));
             let (sql, params) = match &change.kind {
                 ChangeKind::Insert { state, columns } => (
                     INSERT,
                     vec![
                         host,
                         name,
-                        Some(columns.services_json.as_str()),
-                        Some(columns.config_json.as_str()),
-                        Some(columns.decky_ip.as_str()),
-                        Some(state.as_str()),
-                        Some(now),
+                        Param::Text(columns.services_json.as_str()),
+                        Param::Text(columns.config_json.as_str()),
+                        Param::Text(columns.decky_ip.as_str()),
+                        Param::Text(state.as_str()),
+                        Param::Text(now),
                     ],
                 ),
+                ChangeKind::Delete {
+                    stored_key: Some(key),
+                    ..
+                } => (DELETE_BY_STORED_KEY, vec![host, Param::Integer(*key)]),
                 ChangeKind::Delete { .. } => (DELETE, vec![host, name]),
                 ChangeKind::Update { state, config, .. } => {
                     let mut params = Vec::with_capacity(8);
                     if let Some(transition) = state {
-                        params.extend([Some(transition.to.as_str()), Some(now)]);
+                        params.extend([Param::Text(transition.to.as_str()), Param::Text(now)]);
                     }
                     if let Some(update) = config {
                         let columns = &update.columns;
                         params.extend([
-                            Some(columns.services_json.as_str()),
-                            Some(columns.decky_ip.as_str()),
-                            Some(columns.config_json.as_str()),
+                            Param::Text(columns.services_json.as_str()),
+                            Param::Text(columns.decky_ip.as_str()),
+                            Param::Text(columns.config_json.as_str()),
                         ]);
                     }
-                    params.extend([Some(now), host, name]);
+                    params.extend([Param::Text(now), host, name]);
                     let sql = match (state.is_some(), config.is_some()) {
                         (true, false) => UPDATE_STATE,
                         (false, true) => UPDATE_CONFIG,
@@ -202,6 +216,7 @@ mod tests {
                     "Decky-A",
                     ChangeKind::Delete {
                         previous_state: "running".to_owned(),
+                        stored_key: None,
                     },
                 ),
             ],
@@ -209,7 +224,10 @@ mod tests {
         };
         let writes = writes(&plan, "now");
         assert_eq!(writes[0].sql, DELETE);
-        assert_eq!(writes[0].params, [Some("local"), Some("Decky-A")]);
+        assert_eq!(
+            writes[0].params,
+            [Param::Text("local"), Param::Text("Decky-A")]
+        );
         assert_eq!(writes[1].sql, INSERT);
         assert_eq!(writes[1].params.len(), INSERT.matches('?').count());
     }
@@ -236,6 +254,7 @@ mod tests {
             },
             ChangeKind::Delete {
                 previous_state: "failed".to_owned(),
+                stored_key: None,
             },
             ChangeKind::Update {
                 state: Some(transition.clone()),
@@ -271,7 +290,7 @@ mod tests {
             } else {
                 &write.params[write.params.len() - 2..]
             };
-            assert_eq!(key, [Some("local"), Some("d")]);
+            assert_eq!(key, [Param::Text("local"), Param::Text("d")]);
         }
     }
 }

@@ -11,7 +11,7 @@ use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{AccessMode, Conn, Opts, OptsBuilder, TxOpts};
 
-use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, PlanOn};
+use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, Param, PlanOn};
 use crate::plan::{ChangeKind, FleetRow, Plan};
 
 /// DECNET's table as its SQLAlchemy models create it on MariaDB.
@@ -199,7 +199,14 @@ impl MySqlStore {
         let plan = plan_on(&rows, last_written);
         check_key_lengths(&plan)?;
         for write in writes(&plan, now) {
-            let params: Vec<mysql::Value> = write.params.iter().map(|p| (*p).into()).collect();
+            let params: Vec<mysql::Value> = write
+                .params
+                .iter()
+                .map(|param| match *param {
+                    Param::Text(text) => text.into(),
+                    Param::Integer(number) => number.into(),
+                })
+                .collect();
             tx.exec_drop(write.sql, params)
                 .map_err(|err| describe_write_error(&target, err))?;
             if tx.affected_rows() != 1 {
@@ -262,6 +269,7 @@ fn select_rows(tx: &mut mysql::Transaction, host_uuid: &str) -> mysql::Result<Ve
             decky_config,
             decky_ip,
             state,
+            stored_key: None,
         },
     )
 }

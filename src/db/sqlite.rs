@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
-
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, PlanOn};
+use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, Param, PlanOn};
 use crate::plan::{FleetRow, Plan};
 
 /// DECNET's DDL, exactly as SPEC §9 gives it.
@@ -33,7 +31,8 @@ const CREATE_INDEXES: [&str; 2] = [
     "CREATE INDEX ix_fleet_deckies_state ON fleet_deckies (state)",
 ];
 
-const SELECT_HOST_ROWS: &str = "SELECT host_uuid, name, services, decky_config, decky_ip, state \
+const SELECT_HOST_ROWS: &str =
+    "SELECT host_uuid, name, services, decky_config, decky_ip, state, rowid \
      FROM fleet_deckies WHERE host_uuid = ?1 ORDER BY name";
 
 /// An open DECNET SQLite database.
@@ -96,7 +95,6 @@ impl FleetStore for SqliteStore {
             return Ok(Vec::new());
         }
         select_rows(&self.conn, host_uuid)
-            .map(|(rows, _)| rows)
             .map_err(|err| self.describe(err, "cannot read fleet_deckies"))
     }
 
@@ -118,7 +116,7 @@ impl FleetStore for SqliteStore {
                 })
                 .map_err(|err| describe(err, "cannot create fleet_deckies"))?;
         }
-        let (rows, raw_names) = select_rows(&tx, host_uuid)
+        let rows = select_rows(&tx, host_uuid)
             .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
         let last_written = last_written(&tx, host_uuid)
             .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
@@ -128,12 +126,9 @@ impl FleetStore for SqliteStore {
             let touched = tx
                 .prepare_cached(write.sql)
                 .and_then(|mut statement| {
-                    let params = write.params.iter().map(|param| match param {
-                        Some(text) => match raw_names.get(*text) {
-                            Some(raw) => raw.to_sql(),
-                            None => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-                        },
-                        None => ToSqlOutput::Borrowed(ValueRef::Null),
+                    let params = write.params.iter().map(|param| match *param {
+                        Param::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+                        Param::Integer(number) => ToSqlOutput::Owned(number.into()),
                     });
                     statement.execute(rusqlite::params_from_iter(params))
                 })
@@ -180,33 +175,31 @@ fn table_exists(conn: &Connection) -> rusqlite::Result<bool> {
     .map(|found| found.is_some())
 }
 
-/// This host's rows, and the stored bytes of names that are not UTF-8 text.
+/// This host's rows.
 ///
 /// SQLite stores whatever another writer gave it. No column may make the pass
 /// fail: odd values are read as lossy text, which the planner then sees as drift
-/// and repairs, and a name that is not UTF-8 is kept as stored so that its row
-/// can still be deleted (no state-file name can ever equal it).
-fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<(Vec<FleetRow>, RawNames)> {
+/// and repairs. A name that is not UTF-8 text cannot be matched or addressed by
+/// its lossy spelling, so its row carries its rowid, by which it is deleted.
+fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<Vec<FleetRow>> {
     let mut statement = conn.prepare_cached(SELECT_HOST_ROWS)?;
-    let mut raw_names = RawNames::new();
     let mut rows = statement.query([host_uuid])?;
     let mut fleet = Vec::new();
     while let Some(row) = rows.next()? {
         let name = row.get_ref(1)?;
-        let name_text = lossy_text(name).unwrap_or_default();
-        if let Some(raw) = RawName::of(name) {
-            raw_names.insert(name_text.clone(), raw);
-        }
+        let clean_name =
+            matches!(name, ValueRef::Text(bytes) if std::str::from_utf8(bytes).is_ok());
         fleet.push(FleetRow {
             host_uuid: lossy_text(row.get_ref(0)?).unwrap_or_default(),
-            name: name_text,
+            name: lossy_text(name).unwrap_or_default(),
             services: lossy_text(row.get_ref(2)?).unwrap_or_default(),
             decky_config: lossy_text(row.get_ref(3)?),
             decky_ip: lossy_text(row.get_ref(4)?),
             state: lossy_text(row.get_ref(5)?).unwrap_or_default(),
+            stored_key: if clean_name { None } else { Some(row.get(6)?) },
         });
     }
-    Ok((fleet, raw_names))
+    Ok(fleet)
 }
 
 /// The newest `updated_at` of this host's rows.
@@ -223,34 +216,6 @@ fn last_written(
                 .and_then(parse_stored_datetime))
         },
     )
-}
-
-/// Names as displayed (lossy) to the value stored, for names that are not clean text.
-type RawNames = HashMap<String, RawName>;
-
-/// A stored name as SQLite holds it, to bind back so that `name = ?` matches its row.
-enum RawName {
-    Text(Vec<u8>),
-    Blob(Vec<u8>),
-}
-
-impl RawName {
-    fn of(value: ValueRef) -> Option<RawName> {
-        match value {
-            ValueRef::Text(bytes) if std::str::from_utf8(bytes).is_err() => {
-                Some(RawName::Text(bytes.to_vec()))
-            }
-            ValueRef::Blob(bytes) => Some(RawName::Blob(bytes.to_vec())),
-            _ => None,
-        }
-    }
-
-    fn to_sql(&self) -> ToSqlOutput<'_> {
-        ToSqlOutput::Borrowed(match self {
-            RawName::Text(bytes) => ValueRef::Text(bytes),
-            RawName::Blob(bytes) => ValueRef::Blob(bytes),
-        })
-    }
 }
 
 fn lossy_text(value: ValueRef) -> Option<String> {

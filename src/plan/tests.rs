@@ -1,5 +1,7 @@
 //! Every rule of SPEC §4, on plain data, plus the planner's properties.
 
+use std::collections::HashSet;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -28,6 +30,7 @@ fn row_for(decky: &Decky, state: &str) -> FleetRow {
         decky_config: Some(decky.config_json.clone()),
         decky_ip: Some(decky.ip.clone()),
         state: state.to_owned(),
+        stored_key: None,
     }
 }
 
@@ -243,6 +246,31 @@ fn unparsable_stored_config_is_repaired() {
 }
 
 #[test]
+fn a_row_only_its_stored_key_can_address_matches_no_decky_and_is_deleted_by_it() {
+    let d = decky("x\u{fffd}", &["ssh"]);
+    let mut undecodable = row_for(&d, "running");
+    undecodable.stored_key = Some(42);
+    let plan = plan(
+        std::slice::from_ref(&d),
+        &[undecodable],
+        &DockerView::Unknown,
+        HOST,
+    );
+    let kinds: Vec<&ChangeKind> = plan.changes.iter().map(|c| &c.kind).collect();
+    assert!(matches!(kinds[0], ChangeKind::Insert { .. }), "{plan:#?}");
+    assert!(
+        matches!(
+            kinds[1],
+            ChangeKind::Delete {
+                stored_key: Some(42),
+                ..
+            }
+        ),
+        "{plan:#?}"
+    );
+}
+
+#[test]
 fn decky_of_another_host_is_skipped_and_its_namesake_row_deleted() {
     let mut foreign = decky("d1", &["ssh"]);
     foreign.host_uuid = Some("host-b".to_owned());
@@ -326,6 +354,7 @@ fn apply_in_memory(rows: &[FleetRow], plan: &Plan) -> Vec<FleetRow> {
                 decky_config: Some(columns.config_json.clone()),
                 decky_ip: Some(columns.decky_ip.clone()),
                 state: state.as_str().to_owned(),
+                stored_key: None,
             }),
             (ChangeKind::Delete { .. }, Some(i)) => {
                 rows.remove(i);
