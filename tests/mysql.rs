@@ -10,23 +10,6 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use support::{mysql_connect, Backend, Run, Subscriber, TestEnv, REDIS_URL};
 
-/// The table as DECNET's SQLAlchemy models create it on MariaDB 10.11.
-const DECNET_DDL: &str = "CREATE TABLE `fleet_deckies` (
-  `host_uuid` varchar(255) NOT NULL,
-  `name` varchar(255) NOT NULL,
-  `services` mediumtext NOT NULL,
-  `decky_config` mediumtext DEFAULT NULL,
-  `decky_ip` varchar(255) DEFAULT NULL,
-  `state` varchar(255) NOT NULL,
-  `last_error` text DEFAULT NULL,
-  `compose_hash` varchar(255) DEFAULT NULL,
-  `last_seen` datetime DEFAULT NULL,
-  `updated_at` datetime NOT NULL,
-  PRIMARY KEY (`host_uuid`,`name`),
-  KEY `ix_fleet_deckies_state` (`state`),
-  KEY `ix_fleet_deckies_host_uuid` (`host_uuid`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
-
 fn mysql_env(test: &str) -> TestEnv {
     TestEnv::on(Backend::MySql, test)
 }
@@ -48,7 +31,8 @@ fn table_created_by_the_tool_matches_decnets_ddl() {
     assert_eq!(created.len(), 1);
     let ddl = created[0].split('|').nth(1).expect("two columns");
     // `dump` renders each cell with Debug; the second cell is the DDL as bytes.
-    let expected = format!("{:?}", mysql::Value::Bytes(DECNET_DDL.as_bytes().to_vec()));
+    let decnet_ddl = support::MYSQL_SCHEMA.replace("IF NOT EXISTS ", "");
+    let expected = format!("{:?}", mysql::Value::Bytes(decnet_ddl.into_bytes()));
     assert_eq!(ddl, expected);
 }
 
