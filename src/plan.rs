@@ -2,7 +2,7 @@
 //! container states in, the list of changes that converges them out (SPEC §4).
 //! No I/O happens here; every rule of the pass lives here.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::state_file::Decky;
@@ -221,12 +221,12 @@ pub struct ConfigUpdate {
 /// the caller passes them: this host's pass never touches them.
 pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid: &str) -> Plan {
     let host_rows = || rows.iter().filter(|row| row.host_uuid == host_uuid);
-    let rows_by_name: FxHashMap<&str, &FleetRow> = host_rows()
+    // This host's rows no decky has claimed yet; what is left at the end is deleted.
+    let mut unclaimed: FxHashMap<&str, &FleetRow> = host_rows()
         .filter(|row| row.stored_key.is_none())
         .map(|row| (row.name.as_str(), row))
         .collect();
     let mut plan = Plan::default();
-    let mut wanted: FxHashSet<&str> = FxHashSet::default();
 
     for decky in desired {
         if let Some(owner) = decky.host_uuid.as_deref().filter(|h| *h != host_uuid) {
@@ -236,12 +236,11 @@ pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid
             });
             continue;
         }
-        wanted.insert(&decky.name);
         let observed = match docker {
             DockerView::Known(containers) => Some(aggregate_state(decky, containers)),
             DockerView::Unknown => None,
         };
-        let kind = match rows_by_name.get(decky.name.as_str()) {
+        let kind = match unclaimed.remove(decky.name.as_str()) {
             None => ChangeKind::Insert {
                 state: observed.unwrap_or(DeckyState::Running),
                 columns: config_columns(decky),
@@ -274,7 +273,7 @@ pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid
     }
 
     for row in host_rows() {
-        if row.stored_key.is_some() || !wanted.contains(row.name.as_str()) {
+        if row.stored_key.is_some() || unclaimed.contains_key(row.name.as_str()) {
             plan.changes.push(Change {
                 host_uuid: host_uuid.to_owned(),
                 name: row.name.clone(),
