@@ -101,7 +101,7 @@ fn list_containers(runtime: &tokio::runtime::Runtime, config: &Config) -> Docker
         Err(err) => {
             warn!(
                 "Docker at {} is unreachable ({err}): container states are unknown, so this pass makes no state updates",
-                events::redact_url(&config.docker_host)
+                crate::terminal::redact_url(&config.docker_host)
             );
             DockerView::Unknown
         }
@@ -129,7 +129,7 @@ fn announce(
             report.publish_failed = events.len();
             warn!(
                 "Redis at {} failed ({err}): {} event(s) lost; the database is converged all the same",
-                events::redact_url(url),
+                crate::terminal::redact_url(url),
                 events.len()
             );
         }

@@ -50,10 +50,10 @@ impl MySqlTarget {
     /// Takes `mysql://…` and DECNET's SQLAlchemy spellings (`mysql+asyncmy://…`).
     pub fn from_url(url: &str) -> Result<Self> {
         let Some((scheme, rest)) = url.split_once("://") else {
-            bail!("{} is not a mysql:// URL", crate::events::redact_url(url));
+            bail!("{} is not a mysql:// URL", crate::terminal::redact_url(url));
         };
         if scheme != "mysql" && !scheme.starts_with("mysql+") {
-            bail!("{} is not a mysql:// URL", crate::events::redact_url(url));
+            bail!("{} is not a mysql:// URL", crate::terminal::redact_url(url));
         }
         let target = MySqlTarget {
             url: format!("mysql://{rest}"),
@@ -85,7 +85,7 @@ impl MySqlTarget {
 
 impl std::fmt::Display for MySqlTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::events::redact_url(&self.url))
+        f.write_str(&crate::terminal::redact_url(&self.url))
     }
 }
 
