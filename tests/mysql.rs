@@ -269,3 +269,46 @@ fn a_pass_killed_mid_transaction_leaves_old_or_new_rows() {
         assert_eq!(env.rows().len(), new_count, "the follow-up pass converges");
     }
 }
+
+#[test]
+fn a_typed_db_outranks_decnets_db_variables() {
+    let env = TestEnv::new("my-typed-db");
+    env.write_state(&[env.decky(&env.name("d"), &["ssh"])]);
+    let unreachable = format!(
+        "mysql://decnet:pw@127.0.0.1:{}/decnet",
+        support::closed_port()
+    );
+    // The fixture passes --db before `once`; a second one after it must win too.
+    let run = Run::of(
+        env.command()
+            .env("DECNET_DB_TYPE", "mysql")
+            .env("DECNET_DB_URL", &unreachable)
+            .arg("once")
+            .arg("--db")
+            .arg(&env.db),
+    )
+    .expect_code(0);
+    assert!(!run.stderr.contains("127.0.0.1"), "{}", run.stderr);
+    assert_eq!(names(&env, "local"), [env.name("d")]);
+
+    let run = Run::of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_decnet-reconcile"))
+            .env("DECNET_DB_TYPE", "mysql")
+            .env("DECNET_DB_URL", &unreachable)
+            .arg("--state-file")
+            .arg(&env.state_file)
+            .args(["--no-publish", "--docker-timeout", "1"]),
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr
+            .contains("cannot connect to database mysql://decnet:***@127.0.0.1"),
+        "without a typed --db, DECNET_DB_TYPE=mysql selects MySQL: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(":pw@"),
+        "the password was printed: {}",
+        run.stderr
+    );
+}
