@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+mod support;
+
 use clap::Parser;
 use decnet_reconcile::cli::Cli;
 use tempfile::TempDir;
@@ -447,38 +449,10 @@ fn assert_clean_exit(output: &Output, what: &str) {
 
 /// Two of this host's deckies, as DECNET writes them (SPEC §9).
 fn state_file_json(host: &str) -> String {
-    let decky = |n: u32, services: &[&str]| {
-        serde_json::json!({
-            "name": format!("{host}-d{n}"),
-            "ip": format!("10.0.0.{}", n + 1),
-            "services": services,
-            "distro": "debian",
-            "base_image": "debian:bookworm-slim",
-            "build_base": "debian:bookworm-slim",
-            "hostname": format!("host-00{n}"),
-            "archetype": null,
-            "service_config": {},
-            "nmap_os": "linux",
-            "mutate_interval": null,
-            "last_mutated": 0.0,
-            "last_login_attempt": 0.0,
-            "host_uuid": null
-        })
-    };
-    let state = serde_json::json!({
-        "config": {
-            "mode": "unihost",
-            "interface": "eth0",
-            "subnet": "10.0.0.0/16",
-            "gateway": "10.0.0.1",
-            "deckies": [decky(1, &["ssh"]), decky(2, &["smtp_relay", "ftp"])],
-            "log_file": null,
-            "ipvlan": false,
-            "mutate_interval": 30
-        },
-        "compose_path": "/var/lib/decnet/docker-compose.yml"
-    });
-    serde_json::to_string_pretty(&state).expect("serialize")
+    let mut first = support::decky(&format!("{host}-d1"), &["ssh"]);
+    first["ip"] = "10.0.0.2".into();
+    let second = support::decky(&format!("{host}-d2"), &["smtp_relay", "ftp"]);
+    support::state_file_text(&[first, second])
 }
 
 /// One system call in an `strace -f` trace.

@@ -131,41 +131,12 @@ impl TestEnv {
 
     /// A full decky as DECNET writes it, with SPEC §9's example values.
     pub fn decky(&self, name: &str, services: &[&str]) -> Value {
-        json!({
-            "name": name,
-            "ip": "10.0.0.3",
-            "services": services,
-            "distro": "debian",
-            "base_image": "debian:bookworm-slim",
-            "build_base": "debian:bookworm-slim",
-            "hostname": "host-001",
-            "archetype": null,
-            "service_config": {},
-            "nmap_os": "linux",
-            "mutate_interval": null,
-            "last_mutated": 0.0,
-            "last_login_attempt": 0.0,
-            "host_uuid": null
-        })
+        decky(name, services)
     }
 
     /// Writes a state file holding `deckies`, as DECNET does (indent 2, ASCII, no newline).
     pub fn write_state(&self, deckies: &[Value]) {
-        let document = json!({
-            "config": {
-                "mode": "unihost",
-                "interface": "eth0",
-                "subnet": "10.0.0.0/16",
-                "gateway": "10.0.0.1",
-                "deckies": deckies,
-                "log_file": null,
-                "ipvlan": false,
-                "mutate_interval": 30
-            },
-            "compose_path": "/var/lib/decnet/docker-compose.yml"
-        });
-        let text = serde_json::to_string_pretty(&document).expect("json");
-        std::fs::write(&self.state_file, text).expect("write state file");
+        std::fs::write(&self.state_file, state_file_text(deckies)).expect("write state file");
     }
 
     pub fn write_state_text(&self, text: impl AsRef<[u8]>) {
@@ -442,6 +413,44 @@ pub fn mysql_rows_of(url: &str) -> Vec<Row> {
             updated_at: row.take(9).expect("updated_at"),
         })
         .collect()
+}
+
+/// A full decky as DECNET writes it, with SPEC §9's example values.
+pub fn decky(name: &str, services: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "ip": "10.0.0.3",
+        "services": services,
+        "distro": "debian",
+        "base_image": "debian:bookworm-slim",
+        "build_base": "debian:bookworm-slim",
+        "hostname": "host-001",
+        "archetype": null,
+        "service_config": {},
+        "nmap_os": "linux",
+        "mutate_interval": null,
+        "last_mutated": 0.0,
+        "last_login_attempt": 0.0,
+        "host_uuid": null
+    })
+}
+
+/// A state file holding `deckies`, as DECNET writes it (indent 2, ASCII, no newline).
+pub fn state_file_text(deckies: &[Value]) -> String {
+    let document = json!({
+        "config": {
+            "mode": "unihost",
+            "interface": "eth0",
+            "subnet": "10.0.0.0/16",
+            "gateway": "10.0.0.1",
+            "deckies": deckies,
+            "log_file": null,
+            "ipvlan": false,
+            "mutate_interval": 30
+        },
+        "compose_path": "/var/lib/decnet/docker-compose.yml"
+    });
+    serde_json::to_string_pretty(&document).expect("json")
 }
 
 /// Runs `docker` and fails the test loudly if it does not succeed.
