@@ -29,6 +29,8 @@ pub enum Command {
     },
 }
 
+/// Every option read from the environment hides its value in `--help`: a URL
+/// there may carry a password, and a help text is no place for configuration.
 #[derive(Debug, Args)]
 pub struct PassArgs {
     /// The state file written by `decnet deploy`.
@@ -37,7 +39,8 @@ pub struct PassArgs {
         env = "DECNET_STATE_FILE",
         value_name = "PATH",
         default_value = "/var/lib/decnet/decnet-state.json",
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     pub state_file: PathBuf,
 
@@ -47,7 +50,8 @@ pub struct PassArgs {
         env = "DECNET_DB_PATH",
         value_name = "PATH",
         default_value = "/var/lib/decnet/decnet.db",
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     pub db: PathBuf,
 
@@ -57,7 +61,8 @@ pub struct PassArgs {
         env = "DECNET_HOST_UUID",
         value_name = "ID",
         default_value = "local",
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     pub host_uuid: String,
 
@@ -147,6 +152,15 @@ mod tests {
     #[test]
     fn command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_never_shows_an_environment_value() {
+        for arg in Cli::command().get_arguments() {
+            if arg.get_env().is_some() {
+                assert!(arg.is_hide_env_values_set(), "--{:?}", arg.get_long());
+            }
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The validated settings of one run. `Cli` stops here: nothing past this
 //! module sees a clap type.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, OutputFormat, PassArgs};
 use crate::db::mysql::MySqlTarget;
@@ -65,20 +67,61 @@ impl Task {
     }
 }
 
+/// Variables for which an empty value is not the same as unset: falling back to
+/// the default would be unsafe (an empty host id would become `local`, whose
+/// rows a pass may delete), so [`Config`] refuses them, naming the variable.
+const MUST_NOT_BE_EMPTY: [&str; 1] = ["DECNET_HOST_UUID"];
+
+/// The command line to parse, with the environment read as Docker's CLI reads
+/// `DOCKER_HOST`: a variable set to the empty string counts as unset, so its
+/// option takes its default (clap alone would take the empty value, or refuse
+/// it naming the option instead of the variable). `env` is `std::env::var_os`
+/// in the binary.
+pub fn command(env: impl Fn(&str) -> Option<OsString>) -> clap::Command {
+    let mut command = Cli::command();
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|arg| {
+            arg.get_env().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                !MUST_NOT_BE_EMPTY.contains(&name.as_ref())
+                    && env(&name).is_some_and(|v| v.is_empty())
+            })
+        })
+        .map(|arg| arg.get_id().clone())
+        .collect();
+    for id in empty {
+        command = command.mut_arg(id, |arg| arg.env(None));
+    }
+    command
+}
+
 /// Chooses the database as DECNET does: `DECNET_DB_TYPE=mysql` with `DECNET_DB_URL`
 /// or `DECNET_DB_HOST`/`_PORT`/`_NAME`/`_USER`/`_PASSWORD`, unless `--db` was given on
-/// the command line; a `mysql://` value of `--db` is MySQL, anything else a SQLite path.
+/// the command line. A value of `--db` whose scheme is `mysql` or `mysql+DRIVER` (in
+/// any case) is MySQL; any other `scheme://…` is refused (it is no file name, and
+/// must not be echoed as one); anything else is a SQLite file path, taken
+/// literally: `:memory:` and `file:…` are files of those names.
 fn db_target(
     db: PathBuf,
     db_source: DbSource,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<DbTarget> {
     let env = |name: &str| env(name).filter(|value| !value.is_empty());
-    let as_target = |db: PathBuf| match db.to_str() {
-        Some(text) if text.starts_with("mysql:") || text.starts_with("mysql+") => {
-            MySqlTarget::from_url(text).map(DbTarget::MySql)
+    let as_target = |db: PathBuf| {
+        let Some(text) = db.to_str() else {
+            return Ok(DbTarget::Sqlite(db));
+        };
+        match url_scheme(text) {
+            Some(scheme) if crate::db::mysql::is_mysql_scheme(scheme) => {
+                MySqlTarget::from_url(text).map(DbTarget::MySql)
+            }
+            Some(scheme) if text[scheme.len() + 1..].starts_with("//") => bail!(
+                "--db (or DECNET_DB_PATH) {} is a {scheme}: URL; it takes a SQLite file path or a mysql:// URL",
+                crate::terminal::redact_url(text)
+            ),
+            _ => Ok(DbTarget::Sqlite(db)),
         }
-        _ => Ok(DbTarget::Sqlite(db)),
     };
     if db_source == DbSource::CommandLine {
         return as_target(db);
@@ -113,6 +156,15 @@ fn db_target(
     }
 }
 
+/// The scheme of `text` (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) before its `:`.
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
 impl Config {
     fn from_args(
         args: PassArgs,
@@ -121,7 +173,10 @@ impl Config {
     ) -> Result<Config> {
         // An empty id would be a scope nobody owns; refuse rather than guess.
         if args.host_uuid.trim().is_empty() {
-            bail!("--host-uuid (or DECNET_HOST_UUID) must not be empty");
+            if env("DECNET_HOST_UUID").is_some_and(|value| value.trim().is_empty()) {
+                bail!("DECNET_HOST_UUID is set but empty: set it to this host's id, or unset it for \"local\"");
+            }
+            bail!("--host-uuid must not be empty");
         }
         let verbosity = match (args.quiet, args.verbose) {
             (true, _) => Verbosity::Quiet,

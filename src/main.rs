@@ -1,36 +1,43 @@
 //! The binary: parse, run one task, map the outcome to an exit code.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use decnet_reconcile::cli::{Cli, OutputFormat};
-use decnet_reconcile::config::{Config, DbSource, Task, Verbosity};
+use decnet_reconcile::config::{self, Config, DbSource, Task, Verbosity};
 use decnet_reconcile::exit_codes::ExitCode;
+use decnet_reconcile::terminal::{self, Secrets, StderrSink};
 use decnet_reconcile::{pass, render};
 
 fn main() -> std::process::ExitCode {
-    let parsed = Cli::command()
+    terminal::fill_closed_standard_streams();
+    let secrets = Arc::new(Secrets::of_invocation(
+        std::env::args_os(),
+        std::env::vars_os(),
+    ));
+    let stderr = StderrSink::new(Arc::clone(&secrets), false);
+    let parsed = config::command(|name| std::env::var_os(name))
         .try_get_matches()
         .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, db_source(&matches))));
     let (cli, db_source) = match parsed {
         Ok(parsed) => parsed,
-        Err(err) => {
-            let _ = err.print();
-            // Usage errors are 1, not clap's 2: 2 means drift.
-            let code = if err.use_stderr() {
-                ExitCode::Error
-            } else {
-                ExitCode::Success
-            };
-            return code.into();
+        // Usage errors are 1, not clap's 2: 2 means drift.
+        Err(err) if err.use_stderr() => {
+            stderr.text(&err.render().to_string());
+            return ExitCode::Error.into();
+        }
+        Err(help_or_version) => {
+            let _ = help_or_version.print();
+            return ExitCode::Success.into();
         }
     };
-    match run(cli, db_source) {
+    match run(cli, db_source, &secrets) {
         Ok(code) => code.into(),
         Err(err) => {
-            eprintln!("decnet-reconcile: error: {err:#}");
+            stderr.line(&format!("decnet-reconcile: error: {err:#}"));
             ExitCode::Error.into()
         }
     }
@@ -49,7 +56,7 @@ fn db_source(matches: &ArgMatches) -> DbSource {
     }
 }
 
-fn run(cli: Cli, db_source: DbSource) -> Result<ExitCode> {
+fn run(cli: Cli, db_source: DbSource, secrets: &Arc<Secrets>) -> Result<ExitCode> {
     match Task::from_cli(cli, db_source, |name| std::env::var(name).ok())? {
         Task::Completions(shell) => {
             clap_complete::generate(
@@ -61,16 +68,16 @@ fn run(cli: Cli, db_source: DbSource) -> Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         Task::Pass(config) => {
-            init_logging(config.verbosity);
+            init_logging(config.verbosity, secrets);
             let report = pass::run(&config)?;
-            print_report(&config, &report)?;
+            print_report(&config, &report, secrets)?;
             let changed = !report.plan.is_empty();
             Ok(ExitCode::for_pass(changed, config.detailed_exitcode))
         }
     }
 }
 
-fn print_report(config: &Config, report: &pass::PassReport) -> Result<()> {
+fn print_report(config: &Config, report: &pass::PassReport, secrets: &Secrets) -> Result<()> {
     let text = match config.output {
         OutputFormat::Json => render::json(report),
         // The systemd unit runs with -q: a converged pass must not reach the journal.
@@ -80,12 +87,12 @@ fn print_report(config: &Config, report: &pass::PassReport) -> Result<()> {
         OutputFormat::Table => render::table(report, render::stdout_wants_color()),
     };
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
+    stdout.write_all(secrets.mask(&text).as_bytes())?;
     stdout.flush()?;
     Ok(())
 }
 
-fn init_logging(verbosity: Verbosity) {
+fn init_logging(verbosity: Verbosity, secrets: &Arc<Secrets>) {
     let level = match verbosity {
         Verbosity::Quiet => tracing::Level::WARN,
         Verbosity::Normal => tracing::Level::INFO,
@@ -95,7 +102,7 @@ fn init_logging(verbosity: Verbosity) {
     let ansi = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(StderrSink::new(Arc::clone(secrets), ansi))
         .with_max_level(level)
         .with_ansi(ansi)
         .without_time()

@@ -1,12 +1,28 @@
 //! What may be printed on a terminal or in the journal: text that came from a
 //! state file or a database, which may not move the cursor, recolour the
-//! screen, reorder the line or forge a log line; and URLs, without their passwords.
+//! screen, reorder the line or forge a log line; URLs, without their passwords;
+//! and the one stderr sink every log record and error goes through, which never
+//! fails the process, keeps each record on one line and masks every secret.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::sync::Arc;
 
 /// Makes text from the state file or the DB safe for a terminal: control
 /// characters (ANSI escapes included), bidirectional overrides (which reorder
 /// what follows them on the line) and backslashes are shown escaped.
 pub fn escape(text: &str) -> String {
-    if !text.chars().any(needs_escape) {
+    escape_where(text, |c| c == '\\' || is_unsafe_char(c))
+}
+
+/// Like [`escape`], but backslashes stay as they are: for text that may
+/// already hold [`escape`]'s output (a log record quoting an escaped name).
+pub fn neutralise(text: &str) -> String {
+    escape_where(text, is_unsafe_char)
+}
+
+fn escape_where(text: &str, needs_escape: impl Fn(char) -> bool) -> String {
+    if !text.chars().any(&needs_escape) {
         return text.to_owned();
     }
     let mut escaped = String::with_capacity(text.len() + 8);
@@ -20,22 +36,363 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
-fn needs_escape(c: char) -> bool {
+fn is_unsafe_char(c: char) -> bool {
     c.is_control()
-        || c == '\\'
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// A URL fit to print: any password is replaced by `***`.
+/// A URL fit to print, whatever its shape: the password of its user info (with
+/// or without `//`, `user:pw@` or a bare `pw@` after `scheme:`) and the value
+/// of every query parameter that names a secret (`pass=`, `password=`, …) are
+/// replaced by `***`. Never fails: text that is no URL at all is only escaped.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only fails for URLs that cannot carry credentials, which these do.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    escape(&redact_url_shape(url))
+}
+
+/// Query parameters whose values are secrets: redis-rs's `pass`, the mysql
+/// crate's `password`, and their usual cousins.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "auth"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// The parts of a URL that [`redact_url_shape`] masks. The user info runs to
+/// the *last* `@` (as URL parsers read it), so a password holding `@`, `/` or
+/// `?` is masked whole; query secrets are found first, so that an `@` inside
+/// one is not taken for the end of a user info.
+struct UrlShape<'a> {
+    /// `scheme:`, when the text starts with one.
+    scheme: Option<&'a str>,
+    rest: &'a str,
+}
+
+impl<'a> UrlShape<'a> {
+    fn of(text: &'a str) -> Self {
+        let scheme_len = text
+            .char_indices()
+            .take_while(|&(i, c)| {
+                if i == 0 {
+                    c.is_ascii_alphabetic()
+                } else {
+                    c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')
+                }
+            })
+            .count();
+        if scheme_len > 0 && text[scheme_len..].starts_with(':') {
+            UrlShape {
+                scheme: Some(&text[..=scheme_len]),
+                rest: &text[scheme_len + 1..],
+            }
+        } else {
+            UrlShape {
+                scheme: None,
+                rest: text,
+            }
         }
-        Ok(_) => url.to_owned(),
-        Err(_) => "<unparsable URL>".to_owned(),
+    }
+
+    /// Calls `on_secret` with each query value that names a secret, and returns
+    /// the text with those values masked.
+    fn mask_query(text: &str, mut on_secret: impl FnMut(&str)) -> String {
+        let Some((before, query)) = text.split_once('?') else {
+            return text.to_owned();
+        };
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, value)) if is_secret_key(key) && !value.is_empty() => {
+                    on_secret(value);
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        format!("{before}?{}", masked.join("&"))
+    }
+
+    /// `(kept user info, secret)` for the user info before the last `@`.
+    fn split_user_info(user_info: &str, has_slashes: bool) -> (String, Option<&str>) {
+        let bare = user_info.trim_start_matches('/');
+        let slashes = &user_info[..user_info.len() - bare.len()];
+        match bare.split_once(':') {
+            Some((user, password)) => (format!("{slashes}{user}:***"), Some(password)),
+            // `scheme://name@host` names a user; `scheme:pw@host` (redis-rs reads
+            // it so) may be a password: mask it.
+            None if has_slashes || bare.is_empty() => (user_info.to_owned(), None),
+            None => (format!("{slashes}***"), Some(bare)),
+        }
+    }
+
+    /// The masked text, calling `on_secret` with each secret found.
+    fn masked(&self, mut on_secret: impl FnMut(&str)) -> String {
+        let rest = Self::mask_query(self.rest, &mut on_secret);
+        let scheme = self.scheme.unwrap_or_default();
+        match rest.rsplit_once('@') {
+            Some((user_info, host)) if self.scheme.is_some() || user_info.contains(':') => {
+                let (user_info, secret) =
+                    Self::split_user_info(user_info, user_info.starts_with("//"));
+                if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+                    on_secret(secret);
+                }
+                format!("{scheme}{user_info}@{host}")
+            }
+            _ => format!("{scheme}{rest}"),
+        }
+    }
+}
+
+fn redact_url_shape(text: &str) -> String {
+    UrlShape::of(text).masked(|_| ())
+}
+
+/// Masks every URL-shaped word of free text (an error message that repeats
+/// the URL it failed on): words are cut at whitespace, quotes and brackets.
+pub fn redact_urls_in(text: &str) -> String {
+    let is_boundary = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | '`' | '(' | ')' | '<' | '>' | '[' | ']' | '{' | '}' | ','
+            )
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') || word.contains('=') {
+            out.push_str(&redact_url_shape(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if is_boundary(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// The secrets of one run, to be masked in every byte it writes: the password
+/// and secret query values of every URL-shaped argument and environment value,
+/// and the whole value of every environment variable whose name says it is a
+/// secret (`DECNET_DB_PASSWORD`). Each is masked as written, percent-decoded
+/// and as `{:?}` quotes it.
+///
+/// Secrets shorter than [`Secrets::MIN_MASKED_LEN`] are not masked as free
+/// text (masking every `pw` in a report would garble it); they are masked
+/// where they stand in a URL, like every password, by [`redact_url`] and
+/// [`redact_urls_in`].
+#[derive(Debug, Default)]
+pub struct Secrets {
+    /// Longest first, so that a secret holding another is masked whole.
+    values: Vec<String>,
+}
+
+impl Secrets {
+    pub const MIN_MASKED_LEN: usize = 4;
+
+    /// From the command line and the environment of this process.
+    pub fn of_invocation(
+        args: impl IntoIterator<Item = OsString>,
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Self {
+        let mut found = Vec::new();
+        for arg in args {
+            found_in_url(&arg.to_string_lossy(), &mut found);
+        }
+        for (name, value) in vars {
+            let value = value.to_string_lossy();
+            if is_secret_variable(&name.to_string_lossy()) {
+                found.push(value.to_string());
+            } else {
+                found_in_url(&value, &mut found);
+            }
+        }
+        Self::from_values(found)
+    }
+
+    fn from_values(found: Vec<String>) -> Self {
+        let mut values: Vec<String> = found
+            .iter()
+            .flat_map(|secret| {
+                let decoded = percent_encoding::percent_decode_str(secret)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                let encoded = percent_encoding::utf8_percent_encode(
+                    secret,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string();
+                let quoted = format!("{secret:?}");
+                let quoted = quoted[1..quoted.len() - 1].to_owned();
+                [secret.clone(), decoded, encoded, quoted, escape(secret)]
+            })
+            .filter(|secret| secret.chars().count() >= Self::MIN_MASKED_LEN)
+            .collect();
+        values.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        values.dedup();
+        Secrets { values }
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.values {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
+    }
+}
+
+fn is_secret_variable(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    ["PASSWORD", "PASSWD", "SECRET", "TOKEN"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+fn found_in_url(text: &str, found: &mut Vec<String>) {
+    UrlShape::of(text).masked(|secret| found.push(secret.to_owned()));
+}
+
+/// Everything this process writes to stderr: log records and errors. Writing
+/// never fails the process (a full disk or a closed pipe loses the text, not
+/// the pass); each record stays one line, its control and bidi characters
+/// neutralised, so text quoted from Docker or Redis cannot forge or reorder a
+/// journal line; and every secret is masked.
+#[derive(Debug, Clone)]
+pub struct StderrSink {
+    secrets: Arc<Secrets>,
+    /// Let SGR colour sequences through (our own, when stderr is a terminal).
+    colour: bool,
+}
+
+impl StderrSink {
+    pub fn new(secrets: Arc<Secrets>, colour: bool) -> Self {
+        StderrSink { secrets, colour }
+    }
+
+    /// Writes one record as one line.
+    pub fn line(&self, record: &str) {
+        let mut line = self.clean(record);
+        line.push('\n');
+        self.write(&line);
+    }
+
+    /// Writes text of several lines (clap's usage errors), each cleaned alike.
+    pub fn text(&self, text: &str) {
+        let cleaned: Vec<String> = text.split('\n').map(|line| self.clean(line)).collect();
+        self.write(&cleaned.join("\n"));
+    }
+
+    fn clean(&self, record: &str) -> String {
+        let masked = redact_urls_in(&self.secrets.mask(record));
+        if self.colour {
+            neutralise_keeping_colour(&masked)
+        } else {
+            neutralise(&masked)
+        }
+    }
+
+    fn write(&self, text: &str) {
+        // Nowhere is left to report a failure to write stderr.
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+/// [`neutralise`], except for SGR sequences (`ESC [ digits ; m`), which can
+/// only colour text: the log formatter's own level colours.
+fn neutralise_keeping_colour(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\u{1b}') {
+        out.push_str(&neutralise(&rest[..at]));
+        let sequence = rest[at + 1..].strip_prefix('[').and_then(|params| {
+            let len = params
+                .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+                .filter(|&end| params[end..].starts_with('m'))?;
+            Some(len + 3)
+        });
+        match sequence {
+            Some(len) => {
+                out.push_str(&rest[at..at + len]);
+                rest = &rest[at + len..];
+            }
+            None => {
+                out.push_str("\\u{1b}");
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(&neutralise(rest));
+    out
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrSink {
+    type Writer = StderrRecord;
+
+    fn make_writer(&'a self) -> StderrRecord {
+        StderrRecord {
+            sink: self.clone(),
+            buffer: Vec::new(),
+        }
+    }
+}
+
+/// One log record, gathered whole and written as one line when dropped.
+pub struct StderrRecord {
+    sink: StderrSink,
+    buffer: Vec<u8>,
+}
+
+impl Write for StderrRecord {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for StderrRecord {
+    fn drop(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.buffer);
+        self.sink.line(text.strip_suffix('\n').unwrap_or(&text));
+    }
+}
+
+/// Opens `/dev/null` on whichever of stdin, stdout and stderr the caller
+/// closed (`2>&-`), so that no socket or file this process opens later takes
+/// their place and receives its log lines.
+pub fn fill_closed_standard_streams() {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    for _ in 0..3 {
+        let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        else {
+            return;
+        };
+        if null.as_raw_fd() > 2 {
+            return;
+        }
+        // Stays open for the life of the process, in the standard stream's place.
+        let _ = null.into_raw_fd();
     }
 }
 
@@ -55,16 +412,97 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted() {
+    fn neutralise_leaves_backslashes_alone() {
+        assert_eq!(neutralise("a\\u{1b}b\nc\u{2067}"), "a\\u{1b}b\\nc\\u{2067}");
+    }
+
+    #[test]
+    fn colour_sequences_survive_only_when_they_only_colour() {
         assert_eq!(
-            redact_url("redis://:s3cretpw@127.0.0.1:6379/0"),
-            "redis://:***@127.0.0.1:6379/0"
+            neutralise_keeping_colour("\u{1b}[33mWARN\u{1b}[0m x\u{1b}[2J\u{1b}"),
+            "\u{1b}[33mWARN\u{1b}[0m x\\u{1b}[2J\\u{1b}"
         );
+    }
+
+    /// Every shape the issue found leaking, and redis-rs's and DECNET's others.
+    const SHAPES: [(&str, &str); 16] = [
+        (
+            "redis://:s3cretpw@127.0.0.1:6379/0",
+            "redis://:***@127.0.0.1:6379/0",
+        ),
+        ("redis://user:s3cretpw@h/0", "redis://user:***@h/0"),
+        ("rediss://user:s3cretpw@h:6380", "rediss://user:***@h:6380"),
+        ("redis:s3cretpw@h", "redis:***@h"),
+        (
+            "redis+unix:///run/r.sock?db=1&pass=s3cretpw",
+            "redis+unix:///run/r.sock?db=1&pass=***",
+        ),
+        (
+            "unix:///run/r.sock?pass=s3cret@pw&db=2",
+            "unix:///run/r.sock?pass=***&db=2",
+        ),
+        ("mysql:user:s3cretpw@host/db", "mysql:user:***@host/db"),
+        ("mysql:/user:s3cretpw@host/db", "mysql:/user:***@host/db"),
+        (
+            "mysql+asyncmy:user:s3cretpw@host/db",
+            "mysql+asyncmy:user:***@host/db",
+        ),
+        ("MySQL://user:s3cretpw@host/db", "MySQL://user:***@host/db"),
+        ("mysql://u:s3cret@pw@host/db", "mysql://u:***@host/db"),
+        ("mysql://u:s3cret?pw@host/db", "mysql://u:***@host/db"),
+        (
+            "mysql://u@host/db?password=s3cretpw",
+            "mysql://u@host/db?password=***",
+        ),
+        ("ssh://user:s3cretpw@host", "ssh://user:***@host"),
+        ("unix:///var/run/docker.sock", "unix:///var/run/docker.sock"),
+        ("::s3cretpw@@", ":***@"),
+    ];
+
+    #[test]
+    fn passwords_are_redacted_whatever_the_shape() {
+        for (url, redacted) in SHAPES {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_found_in_every_shape() {
+        for (url, _) in SHAPES {
+            let secrets = Secrets::of_invocation([OsString::from(url)], []);
+            let masked = secrets.mask(&format!("error: {url} and again {url}"));
+            assert!(!masked.contains("s3cret"), "{url}: {masked}");
+        }
+    }
+
+    #[test]
+    fn urls_in_free_text_are_redacted() {
         assert_eq!(
-            redact_url("redis://127.0.0.1:6379/0"),
-            "redis://127.0.0.1:6379/0"
+            redact_urls_in(r#"error (unsupported scheme in "ssh://u:s3cretpw@h"): x=1, see a@b"#),
+            r#"error (unsupported scheme in "ssh://u:***@h"): x=1, see a@b"#
         );
-        assert!(!redact_url("redis://user:s3cretpw@h/0").contains("s3cretpw"));
-        assert!(!redact_url("::s3cretpw@@").contains("s3cretpw"));
+    }
+
+    #[test]
+    fn secret_variables_are_masked_whole_encoded_and_decoded() {
+        let secrets = Secrets::of_invocation(
+            [],
+            [
+                ("DECNET_DB_PASSWORD".into(), "p@ss/w:rd".into()),
+                ("DECNET_REDIS_URL".into(), "redis://:a%26b%3Dcdef@h".into()),
+                ("HOME".into(), "/root".into()),
+            ],
+        );
+        for text in ["p@ss/w:rd", "p%40ss%2Fw%3Ard", "a%26b%3Dcdef", "a&b=cdef"] {
+            assert_eq!(secrets.mask(&format!("<{text}>")), "<***>", "{text}");
+        }
+        assert_eq!(secrets.mask("/root"), "/root");
+    }
+
+    #[test]
+    fn short_secrets_are_masked_only_in_urls() {
+        let secrets = Secrets::of_invocation([OsString::from("redis://:pw@h")], []);
+        assert_eq!(secrets.mask("pw"), "pw");
+        assert_eq!(redact_urls_in("at redis://:pw@h"), "at redis://:***@h");
     }
 }

@@ -47,19 +47,45 @@ pub struct MySqlTarget {
 }
 
 impl MySqlTarget {
-    /// Takes `mysql://…` and DECNET's SQLAlchemy spellings (`mysql+asyncmy://…`).
+    /// Takes `mysql://…` and DECNET's SQLAlchemy spellings (`mysql+asyncmy://…`,
+    /// the scheme in any case), with the query parameters SQLAlchemy URLs carry
+    /// that apply here (`charset`) and the mysql crate's own; any other parameter
+    /// is refused by name. Every message shows the URL without its password.
     pub fn from_url(url: &str) -> Result<Self> {
-        let Some((scheme, rest)) = url.split_once("://") else {
-            bail!("{} is not a mysql:// URL", crate::terminal::redact_url(url));
+        let redacted = || crate::terminal::redact_url(url);
+        let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
+        if !is_mysql_scheme(scheme) {
+            bail!("{} is not a MySQL URL", redacted());
+        }
+        let Some(rest) = rest.strip_prefix("//") else {
+            bail!("MySQL URL {} lacks the // after {scheme}:", redacted());
         };
-        if scheme != "mysql" && !scheme.starts_with("mysql+") {
-            bail!("{} is not a mysql:// URL", crate::terminal::redact_url(url));
+        let mut parsed = url::Url::parse(&format!("mysql://{rest}"))
+            .map_err(|err| anyhow::anyhow!("MySQL URL {} does not parse: {err}", redacted()))?;
+        let mut kept = Vec::new();
+        for (key, value) in parsed.query_pairs() {
+            if key == "charset" {
+                check_charset(&value).with_context(|| format!("MySQL URL {}", redacted()))?;
+            } else {
+                kept.push((key.into_owned(), value.into_owned()));
+            }
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
         }
         let target = MySqlTarget {
-            url: format!("mysql://{rest}"),
+            url: parsed.to_string(),
         };
-        Opts::from_url(&target.url)
-            .map_err(|err| anyhow::anyhow!("MySQL URL {target} does not parse: {err}"))?;
+        Opts::from_url(&target.url).map_err(|err| match err {
+            mysql::UrlError::UnknownParameter(name) => anyhow::anyhow!(
+                "MySQL URL {}: unknown parameter {:?} (known: charset, and the mysql crate's own)",
+                redacted(),
+                crate::terminal::escape(&name)
+            ),
+            other => anyhow::anyhow!("MySQL URL {} does not parse: {other}", redacted()),
+        })?;
         Ok(target)
     }
 
@@ -81,6 +107,28 @@ impl MySqlTarget {
         url.set_path(database);
         Self::from_url(url.as_str())
     }
+}
+
+/// `mysql`, or SQLAlchemy's `mysql+DRIVER`, in any case: schemes are case-insensitive.
+pub fn is_mysql_scheme(scheme: &str) -> bool {
+    let scheme = scheme.to_ascii_lowercase();
+    scheme == "mysql" || scheme.starts_with("mysql+")
+}
+
+/// The mysql crate always talks utf8mb4 (on any server since MySQL 5.5.3), which
+/// holds all that `utf8` (`utf8mb3`) holds; a URL asking for another charset
+/// asks for what this connection cannot give, and is refused.
+fn check_charset(charset: &str) -> Result<()> {
+    if ["utf8mb4", "utf8", "utf8mb3"]
+        .iter()
+        .any(|known| charset.eq_ignore_ascii_case(known))
+    {
+        return Ok(());
+    }
+    bail!(
+        "charset={:?} cannot be honoured: decnet-reconcile talks utf8mb4 (charset=utf8mb4, utf8 or utf8mb3 are accepted)",
+        crate::terminal::escape(charset)
+    )
 }
 
 impl std::fmt::Display for MySqlTarget {
@@ -323,6 +371,52 @@ mod tests {
         assert!(!format!("{target:?}").contains("s3cret"));
         assert!(MySqlTarget::from_url("postgres://x@y/z").is_err());
         assert!(MySqlTarget::from_url("/var/lib/decnet/decnet.db").is_err());
+        let upper = MySqlTarget::from_url("MySQL+AsyncMy://u:s3cret@h/d").expect("valid");
+        assert_eq!(upper.url, "mysql://u:s3cret@h/d");
+    }
+
+    #[test]
+    fn urls_without_slashes_are_refused_without_their_password() {
+        for url in [
+            "mysql:user:s3cretpw@host/db",
+            "mysql:/user:s3cretpw@host/db",
+            "mysql+asyncmy:user:s3cretpw@host/db",
+        ] {
+            let err = format!("{:#}", MySqlTarget::from_url(url).expect_err(url));
+            assert!(err.contains("lacks the //"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn decnet_charset_is_accepted_and_others_are_refused_by_name() {
+        let target =
+            MySqlTarget::from_url("mysql+asyncmy://decnet:s3cret@h:3306/decnet?charset=utf8mb4")
+                .expect("valid");
+        assert_eq!(target.url, "mysql://decnet:s3cret@h:3306/decnet");
+        let kept = MySqlTarget::from_url("mysql://u:s3cret@h/d?charset=UTF8&prefer_socket=false")
+            .expect("valid");
+        assert_eq!(kept.url, "mysql://u:s3cret@h/d?prefer_socket=false");
+        let latin = format!(
+            "{:#}",
+            MySqlTarget::from_url("mysql://u:s3cret@h/d?charset=latin1").expect_err("latin1")
+        );
+        assert!(
+            latin.contains("charset=\"latin1\" cannot be honoured"),
+            "{latin}"
+        );
+        let unknown = format!(
+            "{:#}",
+            MySqlTarget::from_url("mysql://u:s3cret@h/d?charset=utf8mb4&ssl_ca=%2Fca.pem")
+                .expect_err("unknown")
+        );
+        assert!(
+            unknown.contains("unknown parameter \"ssl_ca\""),
+            "{unknown}"
+        );
+        for err in [latin, unknown] {
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

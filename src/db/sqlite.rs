@@ -44,7 +44,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file if needed) for a pass that may write, with DECNET's settings.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
-        let conn = Connection::open(path)
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(literal_file_name(path), flags)
             .with_context(|| format!("cannot open database {}", path.display()))?;
         let db = SqliteStore {
             conn,
@@ -61,15 +64,30 @@ impl SqliteStore {
     }
 
     /// Opens for a dry run: read-only, and an absent database is not created (`None`).
+    ///
+    /// Nothing is created either: with no `-wal`, `-shm` or `-journal` beside
+    /// it, no writer has the database open and all of it is in the main file,
+    /// which is then opened immutable (no locks, no `-shm`), so that a user who
+    /// may read the database but not write its directory can dry-run, and no
+    /// `-wal`/`-shm` is left behind. Otherwise it is read through the writer's
+    /// files, read-only.
     pub fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Option<Self>> {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("cannot open database {} read-only", path.display()))?;
+        let in_use = ["-wal", "-shm", "-journal"]
+            .iter()
+            .any(|suffix| beside(path, suffix).exists());
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let opened = if in_use {
+            Connection::open_with_flags(literal_file_name(path), flags)
+        } else {
+            let uri = immutable_uri(path)
+                .with_context(|| format!("cannot resolve database path {}", path.display()))?;
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+        };
+        let conn =
+            opened.with_context(|| format!("cannot open database {} read-only", path.display()))?;
         let db = SqliteStore {
             conn,
             path: path.to_owned(),
@@ -141,6 +159,38 @@ impl FleetStore for SqliteStore {
             .map_err(|err| describe(err, "cannot commit the pass"))?;
         Ok(plan)
     }
+}
+
+/// `--db` is a file path, never an SQLite URI or `:memory:`: SQLite reads a name
+/// starting `file:` as a URI (this build enables URIs everywhere) and `:memory:`
+/// as no file at all, but not `./file:…` or `./:memory:`.
+fn literal_file_name(path: &Path) -> PathBuf {
+    if path.is_relative() {
+        Path::new(".").join(path)
+    } else {
+        path.to_owned()
+    }
+}
+
+/// `path` with `suffix` appended to its file name: SQLite's `-wal`, `-shm`, `-journal`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `file:/absolute/path?immutable=1`, the path percent-encoded.
+fn immutable_uri(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let absolute = std::path::absolute(path)?;
+    let encoded = percent_encoding::percent_encode(absolute.as_os_str().as_bytes(), PATH);
+    Ok(format!("file:{encoded}?immutable=1"))
 }
 
 /// Adds the database path and, for a lock, what it means for the operator.
