@@ -111,7 +111,9 @@ fn command(env: &TestEnv, case: &Case, via: Via) -> Command {
             command.args([case.option, &case.url]);
         }
         Via::Env => {
-            command.env(case.var, &case.url).envs(case.with.iter().copied());
+            command
+                .env(case.var, &case.url)
+                .envs(case.with.iter().copied());
         }
     }
     command
@@ -147,7 +149,11 @@ fn no_url_shape_leaks_its_password_by_option_or_env() {
                     assert_eq!(run.code, 0, "{what}: {}", run.stderr);
                     assert!(run.stderr.contains("WARN"), "{what}: {}", run.stderr);
                     let report = run.json();
-                    assert_eq!(report["changes"].as_array().map(Vec::len), Some(1), "{what}");
+                    assert_eq!(
+                        report["changes"].as_array().map(Vec::len),
+                        Some(1),
+                        "{what}"
+                    );
                 }
             }
             if via == Via::Env {
