@@ -751,6 +751,8 @@ enum Daemon {
     StallMidBody,
     /// Accepts, then closes at once.
     HangUp,
+    /// `500` with this JSON body.
+    ErrorSaying(&'static str),
 }
 
 fn http(status: &str, body: &str) -> Vec<u8> {
@@ -791,6 +793,7 @@ fn serve_docker(mut stream: UnixStream, daemon: Daemon) {
                 return;
             }
             Daemon::Error500 => http("500 Internal Server Error", r#"{"message":"server error"}"#),
+            Daemon::ErrorSaying(body) => http("500 Internal Server Error", body),
             Daemon::NotJson if request_line.contains("/version") => http(
                 "200 OK",
                 r#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"20.10.0"}"#,
@@ -1053,6 +1056,8 @@ enum FakeRedis {
     CloseMidPipeline,
     /// Answers every command with an error, as a Redis requiring a password does.
     Refuses,
+    /// Answers every command with this error line.
+    RefusesSaying(&'static str),
 }
 
 fn fake_redis(behaviour: FakeRedis) -> u16 {
@@ -1084,6 +1089,7 @@ fn serve_redis(mut stream: std::net::TcpStream, behaviour: FakeRedis) {
             let name = command.first().map(|c| c.to_ascii_uppercase());
             let reply: &[u8] = match (behaviour, name.as_deref()) {
                 (FakeRedis::Refuses, _) => b"-NOAUTH Authentication required.\r\n",
+                (FakeRedis::RefusesSaying(error), _) => &[b"-", error.as_bytes(), b"\r\n"].concat(),
                 (_, Some("PUBLISH")) => {
                     let _ = stream.write_all(b":1\r\n");
                     return;
@@ -1311,4 +1317,48 @@ fn a_pass_that_waited_for_the_lock_does_not_write_a_stale_docker_view() {
             .collect::<Vec<_>>()
     );
     assert!(announced.is_empty(), "a reverted state was announced");
+}
+
+/// Text quoted from a Docker or Redis error reply reaches the journal as one
+/// line per record: a newline in it cannot start a forged line, a bidi control
+/// cannot reorder one, and the text is still there to read, escaped.
+#[test]
+fn error_text_from_docker_and_redis_cannot_forge_a_log_line() {
+    let mut env = TestEnv::new("forged-errors");
+    env.host = format!("host-{}", env.prefix);
+    env.write_state(&[env.decky(&env.name("d"), &["ssh"])]);
+    let docker = fake_docker(
+        &env.dir.path().join("docker.sock"),
+        Daemon::ErrorSaying(r#"{"message":"docker says\nWARN forged by docker\u202e exe.txt"}"#),
+    );
+    let redis = fake_redis(FakeRedis::RefusesSaying(
+        "ERR redis says\nWARN forged by redis\u{202e} exe.txt",
+    ));
+    let run = Run::of(
+        env.command_publishing_to(&format!("redis://127.0.0.1:{redis}/0"))
+            .args(["--docker-host", &docker, "--docker-timeout", "2", "-q"]),
+    )
+    .expect_code(0);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one warning each for Docker and Redis:\n{}",
+        run.stderr
+    );
+    for line in &lines {
+        assert!(line.trim_start().starts_with("WARN"), "{line}");
+        assert!(!line.contains('\u{202e}'), "a raw bidi control: {line}");
+    }
+    for said in [
+        "docker says\\nWARN forged by docker\\u{202e}",
+        "redis says\\nWARN forged by redis\\u{202e}",
+    ] {
+        assert!(
+            run.stderr.contains(said),
+            "{said} not shown escaped:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(env.rows().len(), 1);
 }
