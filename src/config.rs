@@ -232,6 +232,27 @@ mod tests {
     }
 
     #[test]
+    fn db_schemes_are_case_insensitive_and_other_urls_are_no_paths() {
+        let upper = target("MySQL://u:s3cret@h/d", DbSource::CommandLine, &[]).expect("ok");
+        assert_eq!(upper.to_string(), "mysql://u:***@h/d");
+        for refused in [
+            "file:///x.db",
+            "SQLite://u:s3cret@h/x.db",
+            "mysql:u:s3cret@h/d",
+        ] {
+            let err = format!(
+                "{:#}",
+                target(refused, DbSource::CommandLine, &[]).expect_err(refused)
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        for literal in [":memory:", "file:x.db?mode=memory", "a:b@c.db"] {
+            let db = target(literal, DbSource::CommandLine, &[]).expect(literal);
+            assert_eq!(db, DbTarget::Sqlite(PathBuf::from(literal)));
+        }
+    }
+
+    #[test]
     fn decnet_db_variables_select_mysql_unless_db_is_on_the_command_line() {
         let vars = [
             ("DECNET_DB_TYPE", "mysql"),
