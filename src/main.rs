@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use decnet_reconcile::cli::{Cli, OutputFormat};
@@ -52,25 +52,34 @@ fn db_source(matches: &ArgMatches) -> DbSource {
 fn run(cli: Cli, db_source: DbSource) -> Result<ExitCode> {
     match Task::from_cli(cli, db_source, |name| std::env::var(name).ok())? {
         Task::Completions(shell) => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "decnet-reconcile",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "decnet-reconcile", &mut script);
+            write_stdout(&script).context("cannot write the completions to stdout")?;
             Ok(ExitCode::Success)
         }
         Task::Pass(config) => {
             init_logging(config.verbosity);
             let report = pass::run(&config)?;
-            print_report(&config, &report)?;
-            let changed = !report.plan.is_empty();
-            Ok(ExitCode::for_pass(changed, config.detailed_exitcode))
+            let code = ExitCode::for_pass(!report.plan.is_empty(), config.detailed_exitcode);
+            match print_report(&config, &report) {
+                Ok(()) => Ok(code),
+                Err(err) => match code.for_unprinted_report(config.dry_run) {
+                    ExitCode::Error => Err(anyhow::Error::new(err)
+                        .context("cannot write the dry run's plan to stdout; nothing was changed")),
+                    code => {
+                        tracing::warn!(
+                            "cannot write the report to stdout ({err}); the pass is complete all the same"
+                        );
+                        Ok(code)
+                    }
+                },
+            }
         }
     }
 }
 
-fn print_report(config: &Config, report: &pass::PassReport) -> Result<()> {
+fn print_report(config: &Config, report: &pass::PassReport) -> std::io::Result<()> {
     let text = match config.output {
         OutputFormat::Json => render::json(report),
         // The systemd unit runs with -q: a converged pass must not reach the journal.
@@ -79,10 +88,15 @@ fn print_report(config: &Config, report: &pass::PassReport) -> Result<()> {
         }
         OutputFormat::Table => render::table(report, render::stdout_wants_color()),
     };
+    write_stdout(text.as_bytes())
+}
+
+/// Writes all of `bytes` to stdout. Rust ignores SIGPIPE, so a closed pipe is
+/// an `EPIPE` error here, for the caller to judge, rather than a killed process.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
-    Ok(())
+    stdout.write_all(bytes)?;
+    stdout.flush()
 }
 
 fn init_logging(verbosity: Verbosity) {
