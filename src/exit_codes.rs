@@ -20,6 +20,19 @@ impl ExitCode {
             ExitCode::Success
         }
     }
+
+    /// The code of a pass whose report could not be written to stdout (a
+    /// closed pipe, a full disk). A pass that may have written keeps its code:
+    /// 1 would claim nothing was changed, and the output is not what the pass
+    /// did. A dry run's report is its only product, so one that cannot be
+    /// delivered failed, and it changed nothing, as 1 says.
+    pub fn for_unprinted_report(self, dry_run: bool) -> Self {
+        if dry_run {
+            ExitCode::Error
+        } else {
+            self
+        }
+    }
 }
 
 impl From<ExitCode> for std::process::ExitCode {
@@ -41,6 +54,14 @@ mod tests {
         assert_eq!(ExitCode::for_pass(true, true), ExitCode::Drift);
         assert_eq!(ExitCode::for_pass(true, false), ExitCode::Success);
         assert_eq!(ExitCode::for_pass(false, true), ExitCode::Success);
+    }
+
+    #[test]
+    fn an_unprinted_report_fails_only_a_dry_run() {
+        for code in [ExitCode::Success, ExitCode::Drift] {
+            assert_eq!(code.for_unprinted_report(false), code);
+            assert_eq!(code.for_unprinted_report(true), ExitCode::Error);
+        }
     }
 
     #[test]

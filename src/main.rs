@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use decnet_reconcile::cli::{Cli, OutputFormat};
@@ -59,25 +59,38 @@ fn db_source(matches: &ArgMatches) -> DbSource {
 fn run(cli: Cli, db_source: DbSource, secrets: &Arc<Secrets>) -> Result<ExitCode> {
     match Task::from_cli(cli, db_source, |name| std::env::var(name).ok())? {
         Task::Completions(shell) => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "decnet-reconcile",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "decnet-reconcile", &mut script);
+            write_stdout(&script).context("cannot write the completions to stdout")?;
             Ok(ExitCode::Success)
         }
         Task::Pass(config) => {
             init_logging(config.verbosity, secrets);
             let report = pass::run(&config)?;
-            print_report(&config, &report, secrets)?;
-            let changed = !report.plan.is_empty();
-            Ok(ExitCode::for_pass(changed, config.detailed_exitcode))
+            let code = ExitCode::for_pass(!report.plan.is_empty(), config.detailed_exitcode);
+            match print_report(&config, &report, secrets) {
+                Ok(()) => Ok(code),
+                Err(err) => match code.for_unprinted_report(config.dry_run) {
+                    ExitCode::Error => Err(anyhow::Error::new(err)
+                        .context("cannot write the dry run's plan to stdout; nothing was changed")),
+                    code => {
+                        tracing::warn!(
+                            "cannot write the report to stdout ({err}); the pass is complete all the same"
+                        );
+                        Ok(code)
+                    }
+                },
+            }
         }
     }
 }
 
-fn print_report(config: &Config, report: &pass::PassReport, secrets: &Secrets) -> Result<()> {
+fn print_report(
+    config: &Config,
+    report: &pass::PassReport,
+    secrets: &Secrets,
+) -> std::io::Result<()> {
     let text = match config.output {
         OutputFormat::Json => render::json(report),
         // The systemd unit runs with -q: a converged pass must not reach the journal.
@@ -86,10 +99,15 @@ fn print_report(config: &Config, report: &pass::PassReport, secrets: &Secrets) -
         }
         OutputFormat::Table => render::table(report, render::stdout_wants_color()),
     };
+    write_stdout(secrets.mask(&text).as_bytes())
+}
+
+/// Writes all of `bytes` to stdout. Rust ignores SIGPIPE, so a closed pipe is
+/// an `EPIPE` error here, for the caller to judge, rather than a killed process.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(secrets.mask(&text).as_bytes())?;
-    stdout.flush()?;
-    Ok(())
+    stdout.write_all(bytes)?;
+    stdout.flush()
 }
 
 fn init_logging(verbosity: Verbosity, secrets: &Arc<Secrets>) {

@@ -33,11 +33,41 @@ pub struct Decky {
     pub config_json: String,
 }
 
+/// The largest state file read: DECNET writes about 1 kB per decky, so this is
+/// tens of thousands of deckies, and a file past it (or `/dev/zero`) cannot grow
+/// the process without bound.
+pub const MAX_STATE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A state file that cannot be trusted; nothing may be written on its account.
 #[derive(Debug, thiserror::Error)]
 pub enum StateFileError {
     #[error("cannot read state file {path}")]
     Unreadable { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot read state file {path}: it is {kind}, not a regular file (refused without reading it)"
+    )]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("cannot read state file {path}: it is larger than {} MiB", MAX_STATE_FILE_BYTES >> 20)]
+    TooLarge { path: PathBuf },
+    #[error(
+        "cannot read state file {path}: it is a symbolic link to {target}, which does not exist; \
+         only a state file that is itself absent means \"nothing deployed\""
+    )]
+    DanglingSymlink { path: PathBuf, target: PathBuf },
+    #[error(
+        "cannot read state file {path}: its directory {dir} is unreachable, so whether the file \
+         exists is unknown (only a file absent from an existing directory means \"nothing deployed\")"
+    )]
+    DirectoryUnreadable {
+        path: PathBuf,
+        dir: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "cannot read state file {path}: {dir} is not a directory; only a state file absent from \
+         an existing directory means \"nothing deployed\""
+    )]
+    DirectoryNotADirectory { path: PathBuf, dir: PathBuf },
     #[error("state file {path} is not valid JSON")]
     Syntax {
         path: PathBuf,
@@ -51,14 +81,100 @@ pub enum StateFileError {
     },
 }
 
-/// Reads the state file at `path`. A missing file is a host with nothing deployed
-/// (teardown removes it), so it gives an empty fleet rather than an error.
+/// Reads the state file at `path`. A file absent from an existing directory is a
+/// host with nothing deployed (teardown removes it), so it gives an empty fleet;
+/// anything else that keeps us from the file's bytes is an error, because
+/// reading it as "nothing deployed" would delete every row of the host.
 pub fn read(path: &Path) -> Result<DesiredFleet, StateFileError> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse(&bytes).map_err(|err| err.at(path)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(DesiredFleet::default()),
-        Err(source) => Err(StateFileError::Unreadable {
+    match read_bytes(path)? {
+        Some(bytes) => parse(&bytes).map_err(|err| err.at(path)),
+        None => Ok(DesiredFleet::default()),
+    }
+}
+
+/// The file's bytes, or `None` when it is absent from an existing directory.
+fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StateFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+    let unreadable = |source| StateFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer. The type is then
+    // checked on the opened handle, so nothing can be swapped in between.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return absent(path).map(|()| None),
+        Err(err) => return Err(unreadable(err)),
+    };
+    let metadata = file.metadata().map_err(unreadable)?;
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        let kind = if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(StateFileError::NotRegular {
             path: path.to_owned(),
+            kind,
+        });
+    }
+    let too_large = || StateFileError::TooLarge {
+        path: path.to_owned(),
+    };
+    if metadata.len() > MAX_STATE_FILE_BYTES {
+        return Err(too_large());
+    }
+    // The size may lie (procfs) or grow while we read: the read is bounded too.
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_STATE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(Some(bytes))
+}
+
+/// Checks that an open that found nothing really means "no state file": the
+/// name itself is absent (not a link to something absent) and its directory
+/// exists, so an unmounted or vanished directory is not read as a teardown.
+fn absent(path: &Path) -> Result<(), StateFileError> {
+    if let Ok(link) = std::fs::symlink_metadata(path) {
+        if link.file_type().is_symlink() {
+            return Err(StateFileError::DanglingSymlink {
+                path: path.to_owned(),
+                target: std::fs::read_link(path).unwrap_or_default(),
+            });
+        }
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(StateFileError::DirectoryNotADirectory {
+            path: path.to_owned(),
+            dir: dir.to_owned(),
+        }),
+        Err(source) => Err(StateFileError::DirectoryUnreadable {
+            path: path.to_owned(),
+            dir: dir.to_owned(),
             source,
         }),
     }
@@ -104,6 +220,7 @@ impl std::fmt::Display for ParseError {
 /// Parses state-file bytes. Pure, so the fuzzer and the tests can drive it directly.
 pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
     let document: Value = serde_json::from_slice(bytes).map_err(ParseError::Syntax)?;
+    check_objects(&document)?;
     let typed: StateDocument =
         serde_path_to_error::deserialize(&document).map_err(|err| type_error(&document, err))?;
 
@@ -272,6 +389,41 @@ fn unknown_fields(raw_decky: &Value) -> Map<String, Value> {
         .collect()
 }
 
+/// serde reads a JSON list given where a struct is expected as the struct's
+/// fields in order, and its messages then name our Rust types (`invalid length
+/// 0, expected struct StateDocument with 2 elements`): so each place that must
+/// hold an object is checked to be one before the typed read.
+fn check_objects(document: &Value) -> Result<(), ParseError> {
+    if !document.is_object() {
+        return Err(ParseError::invalid(
+            "top level",
+            format!(
+                "must be an object with `config` and `compose_path`, not {}",
+                describe(document)
+            ),
+        ));
+    }
+    if let Some(config) = document.get("config").filter(|config| !config.is_object()) {
+        return Err(ParseError::invalid(
+            "field `config`",
+            format!(
+                "must be an object holding `deckies`, not {}",
+                describe(config)
+            ),
+        ));
+    }
+    let deckies = document["config"].get("deckies").and_then(Value::as_array);
+    for (index, decky) in deckies.into_iter().flatten().enumerate() {
+        if !decky.is_object() {
+            return Err(ParseError::invalid(
+                decky_location(index, None),
+                format!("must be an object (one decky), not {}", describe(decky)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Turns a typed-deserialization error into one that names the decky and the field.
 fn type_error(document: &Value, err: serde_path_to_error::Error<serde_json::Error>) -> ParseError {
     use serde_path_to_error::Segment;
@@ -294,9 +446,84 @@ fn type_error(document: &Value, err: serde_path_to_error::Error<serde_json::Erro
         [] => "top level".to_owned(),
         _ => format!("field `{}`", escape(&err.path().to_string())),
     };
-    // serde's messages (`unknown variant …`) echo the file's text raw, and the
-    // message goes to a terminal or the journal: escaped like the location's parts.
-    ParseError::invalid(location, escape(&err.into_inner().to_string()))
+    let found = describe(value_at(document, &segments));
+    let expected = expectation(&segments);
+    let serde_message = err.into_inner().to_string();
+    // serde's "invalid type: …, expected i64" names the Rust type it wanted;
+    // the operator gets the state file's own vocabulary instead. Its other
+    // messages (`missing field …`, `unknown variant …`) carry only the file's
+    // names and are kept, escaped: they echo the file's text.
+    let message = if serde_message.starts_with("invalid ") {
+        if serde_message.starts_with("invalid value") {
+            format!("must be {expected}, not {found} (out of range)")
+        } else {
+            format!("must be {expected}, not {found}")
+        }
+    } else {
+        escape(&serde_message)
+    };
+    ParseError::invalid(location, message)
+}
+
+/// What the state file holds at `path`, as far as it reaches.
+fn value_at<'a>(document: &'a Value, path: &[&serde_path_to_error::Segment]) -> &'a Value {
+    use serde_path_to_error::Segment;
+    path.iter().fold(document, |value, segment| match segment {
+        Segment::Map { key } => &value[key.as_str()],
+        Segment::Seq { index } => &value[*index],
+        Segment::Enum { .. } | Segment::Unknown => value,
+    })
+}
+
+/// A JSON value described for a message: its kind, and short scalars themselves.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(text) if text.chars().count() <= 40 => {
+            format!("the string \"{}\"", escape(text))
+        }
+        Value::String(_) => "a long string".to_owned(),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
+    }
+}
+
+/// The type SPEC §3.1 gives the value at `path`, in the state file's terms.
+fn expectation(path: &[&serde_path_to_error::Segment]) -> &'static str {
+    use serde_path_to_error::Segment;
+    let keys: Vec<&str> = path
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Map { key } => Some(key.as_str()),
+            Segment::Seq { .. } => Some("[]"),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect();
+    match keys.as_slice() {
+        [] => "an object with `config` and `compose_path`",
+        ["compose_path"] => "a string",
+        ["config"] => "an object holding `deckies`",
+        ["config", "mode"] => "\"unihost\" or \"swarm\"",
+        ["config", "interface" | "subnet" | "gateway" | "log_file"] => "a string or null",
+        ["config", "ipvlan"] => "true, false or null",
+        ["config", "mutate_interval"] => "an integer or null",
+        ["config", "deckies"] => "a list of deckies",
+        ["config", "deckies", "[]"] => "an object (one decky)",
+        ["config", "deckies", "[]", field, rest @ ..] => match (*field, rest) {
+            ("services", []) => "a list of service names",
+            ("services", ["[]"]) => "a string (a service name)",
+            ("service_config", []) => "an object of objects (settings by service name)",
+            ("service_config", [_]) => "an object (the service's settings)",
+            ("archetype" | "host_uuid", []) => "a string or null",
+            ("mutate_interval", []) => "an integer or null",
+            ("last_mutated" | "last_login_attempt", []) => "a number",
+            (_, []) => "a string",
+            _ => "a JSON value of another type",
+        },
+        _ => "a JSON value of another type",
+    }
 }
 
 fn path_suffix(segments: &[&serde_path_to_error::Segment]) -> String {

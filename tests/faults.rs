@@ -1362,3 +1362,206 @@ fn error_text_from_docker_and_redis_cannot_forge_a_log_line() {
     }
     assert_eq!(env.rows().len(), 1);
 }
+
+/// How a fake daemon floods its container list.
+#[derive(Clone, Copy, Debug)]
+enum Flood {
+    /// No length, the body runs until the connection closes, which it never does.
+    Endless,
+    /// `Content-Length` of 100 GB, then bytes as fast as they go.
+    HugeContentLength,
+    /// `Transfer-Encoding: chunked`, 64 kB chunks, forever.
+    ChunkedForever,
+}
+
+/// A daemon that answers `/version` properly and floods `/containers/json`.
+fn flooding_docker(path: &Path, flood: Flood) -> String {
+    let listener = UnixListener::bind(path).expect("bind flooding docker");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                while let Some(request_line) = read_request_head(&mut stream) {
+                    if !request_line.contains("/containers/json") {
+                        let version =
+                            r#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"20.10.0"}"#;
+                        if stream.write_all(&http("200 OK", version)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let head = match flood {
+                        Flood::Endless => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n".to_owned(),
+                        Flood::HugeContentLength => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000000\r\n\r\n".to_owned(),
+                        Flood::ChunkedForever => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+                    };
+                    let entry = br#"{"Id":"c","Names":["/flood"],"State":"running"},"#;
+                    let data: Vec<u8> = entry.iter().copied().cycle().take(64 * 1024).collect();
+                    let block = match flood {
+                        Flood::ChunkedForever => {
+                            [format!("{:x}\r\n", data.len()).as_bytes(), &data, b"\r\n"].concat()
+                        }
+                        Flood::Endless | Flood::HugeContentLength => data,
+                    };
+                    let opening: &[u8] = match flood {
+                        Flood::ChunkedForever => b"1\r\n[\r\n",
+                        Flood::Endless | Flood::HugeContentLength => b"[",
+                    };
+                    if stream.write_all(head.as_bytes()).is_err()
+                        || stream.write_all(opening).is_err()
+                    {
+                        return;
+                    }
+                    // Until the client hangs up.
+                    while stream.write_all(&block).is_ok() {}
+                    return;
+                }
+            });
+        }
+    });
+    format!("unix://{}", path.display())
+}
+
+/// Bytes the tool may have in use: the bound an answer past 64 MiB must keep it under.
+const MEMORY_BOUND_BYTES: u64 = 200_000_000;
+
+/// An answer that never ends, or promises 100 GB, is Docker unknown: SPEC §5's
+/// rows, a warning naming the bound, exit 0, and the process's memory bounded
+/// (it runs under an `RLIMIT_DATA` of 200 MB, so growth past that aborts it,
+/// which fails the test; its peak RSS is reported).
+#[test]
+fn docker_flooding_its_answer_is_unknown_with_memory_bounded() {
+    for flood in [
+        Flood::Endless,
+        Flood::HugeContentLength,
+        Flood::ChunkedForever,
+    ] {
+        let test = format!("docker-flood-{flood:?}").to_lowercase();
+        let (env, _) = env_with_drift(&test);
+        env.connect()
+            .execute("UPDATE fleet_deckies SET state = 'failed'", [])
+            .expect("a state only Docker could correct");
+        let docker = flooding_docker(&env.dir.path().join("flood.sock"), flood);
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--data={MEMORY_BOUND_BYTES}"))
+            .arg("--")
+            .arg(env.command().get_program())
+            .args(env.command().get_args())
+            // The timeout is far: the bound, not the clock, must end the exchange.
+            .args([
+                "--docker-host",
+                &docker,
+                "--docker-timeout",
+                "120",
+                "--output",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in [
+            "DECNET_STATE_FILE",
+            "DECNET_DB_PATH",
+            "DECNET_HOST_UUID",
+            "DOCKER_HOST",
+        ] {
+            command.env_remove(var);
+        }
+        let started = Instant::now();
+        let child = command.spawn().expect("spawn under prlimit");
+        // prlimit execs the tool: its pid is the tool's.
+        let status_file = PathBuf::from(format!("/proc/{}/status", child.id()));
+        let peak = Arc::new(Mutex::new(0u64));
+        let watcher = {
+            let peak = Arc::clone(&peak);
+            std::thread::spawn(move || {
+                while let Ok(status) = std::fs::read_to_string(&status_file) {
+                    let hwm = status
+                        .lines()
+                        .find_map(|line| line.strip_prefix("VmHWM:"))
+                        .and_then(|kb| {
+                            kb.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()
+                        });
+                    match hwm {
+                        Some(kb) => *peak.lock().expect("peak") = kb * 1024,
+                        None => break,
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        let output = child.wait_with_output().expect("wait");
+        let _ = watcher.join();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let code = output.status.code().unwrap_or_else(|| {
+            panic!(
+                "{flood:?}: killed by {:?} (memory past {MEMORY_BOUND_BYTES} bytes?): {stderr}",
+                output.status.signal()
+            )
+        });
+        assert_eq!(code, 0, "{flood:?}: {stderr}");
+        let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+        assert_eq!(report["docker"], "unknown", "{flood:?}");
+        assert!(stderr.contains("larger than 64 MiB"), "{flood:?}: {stderr}");
+        let mut expected = Transitions::new();
+        expected.insert(env.name("new"), vec!["inserted".to_owned()]);
+        expected.insert(env.name("gone"), vec!["deleted".to_owned()]);
+        assert_eq!(transitions_of_report(&report), expected, "{flood:?}");
+        assert_eq!(env.row(&env.name("new")).state, "running", "{flood:?}");
+        assert_eq!(env.row(&env.name("keep")).state, "failed", "{flood:?}");
+        let peak = *peak.lock().expect("peak");
+        println!(
+            "{flood:?}: Docker unknown after {:?}, peak RSS seen {} MB",
+            started.elapsed(),
+            peak / 1_000_000
+        );
+        assert!(
+            peak < MEMORY_BOUND_BYTES,
+            "{flood:?}: peak RSS {peak} bytes"
+        );
+        figure("docker_faults", 1);
+    }
+}
+
+/// `tcp://` and `http://` hosts reach the daemon through the same bounded
+/// transport: a TCP port forwarding to the real dockerd.
+#[test]
+fn docker_over_tcp_is_listed() {
+    let mut env = TestEnv::new("docker-tcp");
+    let name = env.name("d");
+    env.container(&format!("{name}-ssh"), Container::Running);
+    env.write_state(&[env.decky(&name, &["ssh"])]);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let daemon = UnixStream::connect("/var/run/docker.sock").expect("the real dockerd");
+            let (mut client_in, mut daemon_out) = (
+                client.try_clone().expect("clone"),
+                daemon.try_clone().expect("clone"),
+            );
+            let (mut daemon_in, mut client_out) = (daemon, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut daemon_in, &mut client_out);
+                let _ = client_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_in, &mut daemon_out);
+                let _ = daemon_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    env.run(&[]).expect_code(0);
+    for scheme in ["tcp", "http"] {
+        env.execute(&format!("DELETE FROM fleet_deckies WHERE name = '{name}'"));
+        let run = env
+            .run(&[
+                "--docker-host",
+                &format!("{scheme}://127.0.0.1:{port}"),
+                "--output",
+                "json",
+            ])
+            .expect_code(0);
+        assert_eq!(run.json()["docker"], "ok", "{scheme}: {}", run.stderr);
+        assert_eq!(env.row(&name).state, "running", "{scheme}");
+    }
+}

@@ -3,8 +3,11 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
-use support::TestEnv;
+use support::{Run, TestEnv};
 
 /// A valid decky to break one field of.
 fn decky(name: &str) -> Value {
@@ -22,8 +25,8 @@ fn with_field(field: &str, value: Value) -> String {
     document(json!([decky("fine"), bad]))
 }
 
-/// Runs a pass on `text` over a seeded DB and checks the refusal.
-fn assert_refused(case: &str, text: &str, expected: &[&str]) {
+/// Runs a pass on `text` over a seeded DB and checks the refusal; returns stderr.
+fn assert_refused(case: &str, text: &str, expected: &[&str]) -> String {
     let env = TestEnv::new("bad");
     env.seed_row("local", "seeded", "running");
     env.seed_row("local", "bad-one", "running");
@@ -51,6 +54,7 @@ fn assert_refused(case: &str, text: &str, expected: &[&str]) {
         "{case}: the DB changed"
     );
     assert_eq!(env.rows().len(), 2, "{case}");
+    run.stderr
 }
 
 #[test]
@@ -230,4 +234,410 @@ fn twenty_thousand_deckies_are_handled() {
     assert_eq!(env.rows().len(), 20_000);
     let again = env.run(&["--output", "json"]).expect_code(0);
     assert_eq!(again.json()["changes"], json!([]));
+}
+
+/// Words of serde's and Rust's own vocabulary that mean nothing to an operator.
+const RUST_VOCABULARY: [&str; 14] = [
+    "StateDocument",
+    "DecnetConfig",
+    "DeckyFields",
+    "Mode",
+    "struct",
+    "enum",
+    "i64",
+    "f64",
+    "u64",
+    "sequence",
+    "a map",
+    "variant identifier",
+    "unit value",
+    "elements",
+];
+
+/// Every shape the state file may take where another is expected: the message
+/// names the place and the expected type in the file's terms, never a Rust type.
+#[test]
+fn wrong_shapes_are_named_without_rust_type_names() {
+    let with_config = |key: &str, value: Value| {
+        let mut config = json!({"mode": "unihost", "deckies": [decky("fine")]});
+        config[key] = value;
+        json!({"config": config, "compose_path": "/x.yml"}).to_string()
+    };
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "empty list",
+            "[]".into(),
+            vec!["top level", "`config` and `compose_path`"],
+        ),
+        (
+            "list of two",
+            r#"["a", "b"]"#.into(),
+            vec!["top level", "`config` and `compose_path`", "a list"],
+        ),
+        ("number", "5".into(), vec!["top level", "the number 5"]),
+        (
+            "string",
+            r#""x""#.into(),
+            vec!["top level", "the string \"x\""],
+        ),
+        ("null", "null".into(), vec!["top level", "null"]),
+        (
+            "config a list",
+            r#"{"config": [], "compose_path": "/x"}"#.into(),
+            vec!["field `config`", "an object"],
+        ),
+        (
+            "config a list of values",
+            r#"{"config": ["unihost", "eth0"], "compose_path": "/x"}"#.into(),
+            vec!["field `config`", "an object"],
+        ),
+        (
+            "config a string",
+            r#"{"config": "c", "compose_path": "/x"}"#.into(),
+            vec!["field `config`"],
+        ),
+        (
+            "compose_path a list",
+            json!({"config": {"deckies": [decky("a")]}, "compose_path": []}).to_string(),
+            vec!["field `compose_path`", "a string"],
+        ),
+        (
+            "deckies an object",
+            with_config("deckies", json!({"a": decky("a")})),
+            vec!["field `config.deckies`", "a list of deckies"],
+        ),
+        (
+            "deckies a string",
+            with_config("deckies", json!("a")),
+            vec!["field `config.deckies`", "a list"],
+        ),
+        (
+            "decky a list",
+            document(json!([decky("fine"), ["bad-one", "10.0.0.2"]])),
+            vec!["config.deckies[1]", "an object"],
+        ),
+        (
+            "decky a number",
+            document(json!([decky("fine"), 7])),
+            vec!["config.deckies[1]", "the number 7"],
+        ),
+        (
+            "mode a number",
+            with_config("mode", json!(5)),
+            vec!["field `config.mode`", "\"unihost\" or \"swarm\""],
+        ),
+        (
+            "mode a list",
+            with_config("mode", json!(["unihost"])),
+            vec!["field `config.mode`", "\"unihost\" or \"swarm\""],
+        ),
+        (
+            "mode unknown",
+            with_config("mode", json!("cluster")),
+            vec!["field `config.mode`", "cluster", "unihost"],
+        ),
+        (
+            "ipvlan a string",
+            with_config("ipvlan", json!("yes")),
+            vec!["field `config.ipvlan`", "true, false or null"],
+        ),
+        (
+            "interface a number",
+            with_config("interface", json!(0)),
+            vec!["field `config.interface`", "a string or null"],
+        ),
+        (
+            "mutate_interval a float",
+            with_config("mutate_interval", json!(1.5)),
+            vec!["field `config.mutate_interval`", "an integer"],
+        ),
+        (
+            "mutate_interval past i64",
+            with_config("mutate_interval", json!(u64::MAX)),
+            vec!["field `config.mutate_interval`", "out of range"],
+        ),
+        (
+            "name a list",
+            with_field("name", json!(["bad-one"])),
+            vec!["config.deckies[1], field `name`", "a string"],
+        ),
+        (
+            "ip null",
+            with_field("ip", json!(null)),
+            vec!["\"bad-one\"", "field `ip`", "a string"],
+        ),
+        (
+            "services an object",
+            with_field("services", json!({"ssh": 22})),
+            vec!["\"bad-one\"", "field `services`", "a list of service names"],
+        ),
+        (
+            "a service null",
+            with_field("services", json!([null])),
+            vec!["\"bad-one\"", "field `services[0]`", "a string"],
+        ),
+        (
+            "service_config a list",
+            with_field("service_config", json!([])),
+            vec![
+                "\"bad-one\"",
+                "field `service_config`",
+                "an object of objects",
+            ],
+        ),
+        (
+            "a service's settings a list",
+            with_field("service_config", json!({"ssh": []})),
+            vec!["\"bad-one\"", "field `service_config.ssh`", "an object"],
+        ),
+        (
+            "archetype a number",
+            with_field("archetype", json!(3)),
+            vec!["\"bad-one\"", "field `archetype`", "a string or null"],
+        ),
+        (
+            "last_mutated a string",
+            with_field("last_mutated", json!("now")),
+            vec![
+                "\"bad-one\"",
+                "field `last_mutated`",
+                "a number",
+                "the string \"now\"",
+            ],
+        ),
+        (
+            "mutate_interval a string",
+            with_field("mutate_interval", json!("30")),
+            vec![
+                "\"bad-one\"",
+                "field `mutate_interval`",
+                "an integer or null",
+            ],
+        ),
+        (
+            "host_uuid an object",
+            with_field("host_uuid", json!({})),
+            vec!["\"bad-one\"", "field `host_uuid`", "a string or null"],
+        ),
+    ];
+    for (case, text, expected) in cases {
+        let stderr = assert_refused(case, &text, &expected);
+        for word in RUST_VOCABULARY {
+            assert!(!stderr.contains(word), "{case}: {word:?} in: {stderr}");
+        }
+    }
+}
+
+/// A host's rows as DECNET leaves them, with the columns only DECNET writes
+/// (`compose_hash`, `last_error`) that a wrongful teardown would lose.
+fn env_with_decnet_rows(test: &str) -> TestEnv {
+    let env = TestEnv::new(test);
+    env.seed_row("local", "seeded", "running");
+    env.seed_row("local", "other", "failed");
+    env.execute("UPDATE fleet_deckies SET compose_hash = 'c0ffee', last_error = 'oom at boot'");
+    env
+}
+
+/// A pass whose state file is at `state_file` (overriding the env's) that
+/// must fail within `limit`, naming the file and `expected`, changing nothing.
+fn assert_unreachable(
+    env: &TestEnv,
+    case: &str,
+    command: &mut std::process::Command,
+    expected: &[&str],
+) {
+    let before = env.rows();
+    let db_before = std::fs::read(&env.db).expect("db");
+    let run = run_within(command, Duration::from_secs(30));
+    assert_eq!(run.code, 1, "{case}: exit code; stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot read state file"),
+        "{case}: {}",
+        run.stderr
+    );
+    for needle in expected {
+        assert!(
+            run.stderr.contains(needle),
+            "{case}: {needle:?} missing from: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(run.stdout, "", "{case}");
+    assert_eq!(env.rows(), before, "{case}: rows changed");
+    assert_eq!(
+        std::fs::read(&env.db).expect("db"),
+        db_before,
+        "{case}: the DB file changed"
+    );
+    assert_eq!(env.row("seeded").compose_hash.as_deref(), Some("c0ffee"));
+}
+
+/// Runs `command` to its end, failing (and killing it) if it is still running after `limit`.
+fn run_within(command: &mut std::process::Command, limit: Duration) -> Run {
+    use std::process::Stdio;
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn decnet-reconcile");
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    Run {
+        code: output.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Only a state file absent from a directory that exists means "nothing
+/// deployed"; every other way of not getting at it is an error that keeps the rows.
+#[test]
+fn only_an_absent_file_in_an_existing_directory_means_nothing_deployed() {
+    let env = env_with_decnet_rows("unreachable");
+    let dir = env.dir.path();
+    let regular = dir.join("regular-file");
+    std::fs::write(&regular, "{}").expect("a file");
+    std::os::unix::fs::symlink(dir.join("nowhere.json"), dir.join("dangling.json"))
+        .expect("symlink");
+    std::fs::create_dir(dir.join("a-directory")).expect("dir");
+    let cases: [(&str, PathBuf, &[&str]); 6] = [
+        (
+            "its directory missing (not mounted)",
+            dir.join("unmounted/decnet-state.json"),
+            &["directory", "unmounted", "No such file or directory"],
+        ),
+        (
+            "its directory a file",
+            regular.join("decnet-state.json"),
+            &["Not a directory"],
+        ),
+        (
+            "a dangling symlink",
+            dir.join("dangling.json"),
+            &["symbolic link", "nowhere.json"],
+        ),
+        ("a directory", dir.join("a-directory"), &["a directory"]),
+        // Reading a process's memory at offset 0 fails with EIO: a real I/O error.
+        (
+            "an I/O error",
+            PathBuf::from("/proc/self/mem"),
+            &["Input/output error"],
+        ),
+        (
+            "a link into a missing directory",
+            {
+                let link = dir.join("into-unmounted.json");
+                std::os::unix::fs::symlink(dir.join("gone/decnet-state.json"), &link)
+                    .expect("symlink");
+                link
+            },
+            &["symbolic link"],
+        ),
+    ];
+    for (case, path, expected) in cases {
+        let shown = path.display().to_string();
+        let expected: Vec<&str> = expected.iter().copied().chain([shown.as_str()]).collect();
+        assert_unreachable(
+            &env,
+            case,
+            env.command().arg("--state-file").arg(&path),
+            &expected,
+        );
+    }
+
+    // The one case that is a teardown: absent from a directory that is there.
+    assert!(!env.state_file.exists());
+    let run = env.run(&["--output", "json"]).expect_code(0);
+    assert_eq!(run.json()["counts"]["deleted"], 2, "{}", run.stderr);
+    assert!(env.rows().is_empty());
+}
+
+/// A state file the pass's user may not read, as an unprivileged user (tests
+/// run as root, who may read anything): exit 1, rows intact.
+#[test]
+fn a_state_file_the_user_may_not_read_is_an_error_not_a_teardown() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = env_with_decnet_rows("permission");
+    env.write_state(&[decky("seeded")]);
+    let set_mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    // The DB stays root's: the pass must fail before it gets there.
+    let as_nobody = |state_file: &Path| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_decnet-reconcile"))
+            .arg("--state-file")
+            .arg(state_file)
+            .arg("--db")
+            .arg(&env.db)
+            .args(["--no-publish", "--docker-host", "unix:///nonexistent.sock"])
+            .env_remove("DECNET_STATE_FILE")
+            .env_remove("DECNET_DB_PATH");
+        command
+    };
+    set_mode(env.dir.path(), 0o755);
+    set_mode(&env.state_file, 0o600);
+    assert_unreachable(
+        &env,
+        "the file unreadable",
+        &mut as_nobody(&env.state_file),
+        &["Permission denied"],
+    );
+    // A directory the user may not search: the file may well be there.
+    let closed = env.dir.path().join("closed");
+    std::fs::create_dir(&closed).expect("dir");
+    set_mode(&closed, 0o700);
+    assert_unreachable(
+        &env,
+        "the directory closed",
+        &mut as_nobody(&closed.join("decnet-state.json")),
+        &["Permission denied"],
+    );
+}
+
+/// What is not a regular file is refused without being read (a FIFO would hang
+/// the pass; `/dev/zero` would fill memory), and so is a file past the bound.
+#[test]
+fn a_fifo_a_device_or_a_huge_state_file_is_refused_without_hanging() {
+    let env = env_with_decnet_rows("special");
+    let fifo = env.dir.path().join("fifo.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let huge = env.dir.path().join("huge.json");
+    std::fs::File::create(&huge)
+        .and_then(|file| file.set_len(64 * 1024 * 1024 + 1))
+        .expect("a sparse file one byte past 64 MiB");
+    let cases: [(&str, PathBuf, &str); 3] = [
+        ("a FIFO", fifo, "a FIFO, not a regular file"),
+        (
+            "/dev/zero",
+            PathBuf::from("/dev/zero"),
+            "a character device, not a regular file",
+        ),
+        ("past the bound", huge, "larger than 64 MiB"),
+    ];
+    for (case, path, expected) in cases {
+        let started = Instant::now();
+        assert_unreachable(
+            &env,
+            case,
+            env.command().arg("--state-file").arg(&path),
+            &[expected, &path.display().to_string()],
+        );
+        println!("{case}: refused in {:?}", started.elapsed());
+    }
 }
