@@ -153,9 +153,11 @@ impl Failure {
         match self {
             Failure::Refused {
                 code: LOCK_WAIT_TIMEOUT,
-                ..
-            } => "fleet_deckies stayed locked by another writer for longer than --db-busy-timeout"
-                .to_owned(),
+                message,
+            } => format!(
+                "fleet_deckies stayed locked by another writer for longer than --db-busy-timeout \
+                 (the server: \"{message}\")"
+            ),
             Failure::Refused { code, message } => {
                 format!("the server answered error {code}, \"{message}\"")
             }
@@ -320,6 +322,9 @@ impl MySqlStore {
         let backstop = Some(busy_timeout + ANSWER_SLACK);
         let opts = OptsBuilder::from_opts(opts)
             .tcp_connect_timeout(Some(busy_timeout.max(Duration::from_secs(1))))
+            // Where the URL says: not a switch to the server's Unix socket,
+            // which the unit's sandbox and the operator's firewall never saw.
+            .prefer_socket(false)
             .read_timeout(backstop)
             .write_timeout(backstop)
             // Count rows matched, not rows changed, so every write reports the one row it hit.
@@ -482,9 +487,9 @@ impl MySqlStore {
             Ok(()) => Ok(()),
             Err(failure @ Failure::Refused { .. }) => Err(self.fail("cannot commit the pass", &failure)),
             Err(Failure::Lost(reason)) => bail!(
-                "database {}: {reason} while it committed the pass: the commit may or may not have been \
-                 applied, and no event was sent; the next pass will converge the rows (if the commit was \
-                 applied, its events are lost)",
+                "database {}: {reason} during the commit: the commit may or may not have been applied, \
+                 and no event was sent; the next pass will converge the rows (if the commit was applied, \
+                 its events are lost)",
                 self.target
             ),
         }
