@@ -233,3 +233,35 @@ fn lossy_text(value: ValueRef) -> Option<String> {
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget counts from the open: time spent before `BEGIN IMMEDIATE`
+    /// (the WAL switch's own wait, in a real pass) is not granted again. The
+    /// lock is released 2.8 s after the open; a budget of 2 s that restarted
+    /// at the BEGIN (1 s after the open) would still be waiting then, and win it.
+    #[test]
+    fn the_busy_timeout_is_one_budget_from_the_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("decnet.db");
+        let mut store = SqliteStore::open(&path, Duration::from_secs(2)).expect("open");
+        let holder = Connection::open(&path).expect("holder");
+        holder
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("hold the lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2800));
+            holder.execute_batch("COMMIT").expect("release");
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let result = store.reconcile("local", &mut |_: &[FleetRow]| Plan::default());
+        let err = result.expect_err("the budget ran out before the lock was released");
+        assert!(
+            format!("{err:#}").contains("longer than --db-busy-timeout"),
+            "{err:#}"
+        );
+        release.join().expect("holder");
+    }
+}
