@@ -1344,3 +1344,67 @@ fn a_pass_that_waited_for_the_lock_does_not_write_a_stale_docker_view() {
     env.run(&["--docker-host", &docker]).expect_code(0);
     assert_eq!(env.row(&name).state, "running", "the next pass converges");
 }
+
+/// The worst case of a pass, every service stalled at once: Docker accepts and
+/// never answers, another connection holds the DB's write lock until just
+/// under the busy timeout, Redis accepts and never answers. The pass still
+/// converges what it can (an insert, Docker unknown), loses its event with a
+/// warning, and exits 0; its duration is reported beside the sum that
+/// docs/operating.md states (Docker + DB budget + Redis/bus + slack).
+#[test]
+fn a_pass_with_every_service_stalled_ends_within_the_sum_of_its_bounds() {
+    let mut env = TestEnv::new("all-stalled");
+    env.host = format!("host-{}", env.prefix);
+    let (first, second) = (env.name("first"), env.name("second"));
+    env.write_state(&[env.decky(&first, &["ssh"])]);
+    env.run(&["--docker-host", &dead_docker(&env)])
+        .expect_code(0);
+    env.write_state(&[env.decky(&first, &["ssh"]), env.decky(&second, &["ssh"])]);
+
+    let (docker_timeout, db_budget, redis_timeout) = (1.0, 2.0, 1.0);
+    let docker = hanging_socket(&env.dir.path().join("hang.sock"));
+    let redis = format!("redis://127.0.0.1:{}/0", hanging_tcp());
+    let holder = env.connect();
+    holder.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let started = Instant::now();
+    let pass = env
+        .command_publishing_to(&redis)
+        .args([
+            "--docker-host",
+            &format!("unix://{}", docker.display()),
+            "--docker-timeout",
+            &docker_timeout.to_string(),
+            "--db-busy-timeout",
+            &db_budget.to_string(),
+            "--redis-timeout",
+            &redis_timeout.to_string(),
+            "--output",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the pass");
+    // The pass waits out Docker first, then the lock, which is let go half a
+    // second before its budget would run out.
+    std::thread::sleep(Duration::from_secs_f64(docker_timeout + db_budget - 0.5));
+    holder.execute_batch("COMMIT").expect("release the lock");
+    let output = pass.wait_with_output().expect("wait");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["docker"], "unknown", "{stderr}");
+    assert_eq!(report["counts"]["inserted"], 1, "{report}");
+    assert_eq!(report["publish_failed"], 1, "{report}");
+    assert!(stderr.contains("1 event(s) lost"), "{stderr}");
+    assert_eq!(env.row(&second).state, "running");
+    // docs/operating.md: SQLite's slack is process start, the state file and
+    // planning; a second is generous for a test's few rows.
+    let sum = docker_timeout + db_budget + redis_timeout + 1.0;
+    figure(
+        "all_stalled_pass_seconds",
+        format!("{:.2}", elapsed.as_secs_f64()),
+    );
+    figure("all_stalled_bound_seconds", sum);
+}
