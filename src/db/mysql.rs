@@ -335,13 +335,12 @@ impl MySqlStore {
                 failure.reason()
             )
         })?;
-        let setup = if read_only {
-            "SET SESSION time_zone = '+00:00', SESSION TRANSACTION READ ONLY"
-        } else {
-            "SET SESSION time_zone = '+00:00'"
-        };
         session
-            .query(setup)
+            .query("SET SESSION time_zone = '+00:00'")
+            .and_then(|()| match read_only {
+                true => session.query("SET SESSION TRANSACTION READ ONLY"),
+                false => Ok(()),
+            })
             .and_then(|()| session.bound_lock_waits())
             .map_err(|failure| nothing_written(target, "cannot configure the session", &failure))?;
         Ok(MySqlStore {
