@@ -123,6 +123,7 @@ fn converged_rows(deckies: &[Decky]) -> Vec<FleetRow> {
             decky_ip: Some(d.ip.clone()),
             state: "running".to_owned(),
             stored_key: None,
+            written_at: None,
         })
         .collect()
 }
@@ -145,6 +146,7 @@ fn drifted_rows(deckies: &[Decky]) -> Vec<FleetRow> {
             decky_ip: Some(format!("{}0", d.ip)),
             state: "failed".to_owned(),
             stored_key: None,
+            written_at: None,
         })
         .collect()
 }

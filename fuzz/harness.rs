@@ -208,6 +208,7 @@ fn apply(host: &str, rows: &[FleetRow], planned: &plan::Plan) -> Vec<FleetRow> {
                 decky_ip: Some(columns.decky_ip.clone()),
                 state: state.as_str().to_owned(),
                 stored_key: None,
+                written_at: None,
             }),
             (ChangeKind::Delete { .. }, Some(at)) => {
                 after.remove(at);
@@ -276,6 +277,7 @@ impl Scenario {
                 decky_ip: text(4),
                 state,
                 stored_key: None,
+                written_at: None,
             });
         }
         Some(Scenario { host, docker, rows })

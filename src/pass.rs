@@ -2,8 +2,7 @@
 //! DB transaction, then announce what was written (SPEC §4, §5).
 
 use anyhow::{Context, Result};
-use chrono::{NaiveDateTime, SubsecRound};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::db;
@@ -42,10 +41,10 @@ pub fn run(config: &Config) -> Result<PassReport> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // Docker is asked before the DB lock is taken, so that a slow daemon never
-    // holds DECNET's writers up.
-    let listed_at = chrono::Utc::now().naive_utc();
-    let mut docker = list_containers(&runtime, config);
+    // Docker is asked before the DB lock is taken, and only then, so that a slow
+    // daemon never holds DECNET's writers up; rows written after this moment
+    // keep their state (the planner's rule).
+    let docker = list_containers(&runtime, config);
 
     let host = config.host_uuid.as_str();
     let plan = if config.dry_run {
@@ -55,17 +54,7 @@ pub fn run(config: &Config) -> Result<PassReport> {
         };
         plan::plan(&desired.deckies, &rows, &docker, host)
     } else {
-        let mut plan_on = |rows: &[FleetRow], last_written: Option<NaiveDateTime>| {
-            // Another pass committed after we listed: its view of Docker may be
-            // newer than ours, and writing ours would revert it. Ask again.
-            let written_since_listing =
-                last_written.is_some_and(|written| written >= listed_at.trunc_subsecs(0));
-            if written_since_listing && matches!(docker, DockerView::Known(_)) {
-                debug!("another pass wrote this host's rows after we listed Docker; listing again");
-                docker = list_containers(&runtime, config);
-            }
-            plan::plan(&desired.deckies, rows, &docker, host)
-        };
+        let mut plan_on = |rows: &[FleetRow]| plan::plan(&desired.deckies, rows, &docker, host);
         db::open(&config.db, config.db_busy_timeout)?.reconcile(host, &mut plan_on)?
     };
     for skipped in &plan.skipped {
@@ -92,12 +81,17 @@ pub fn run(config: &Config) -> Result<PassReport> {
 }
 
 /// Docker's containers, or `Unknown` (with a warning) when Docker cannot say.
+/// The view is stamped with the moment before the request went out.
 fn list_containers(runtime: &tokio::runtime::Runtime, config: &Config) -> DockerView {
+    let listed_at = chrono::Utc::now().naive_utc();
     match runtime.block_on(crate::docker::container_states(
         &config.docker_host,
         config.docker_timeout,
     )) {
-        Ok(containers) => DockerView::Known(containers),
+        Ok(mut containers) => {
+            containers.set_listed_at(listed_at);
+            DockerView::Known(containers)
+        }
         Err(err) => {
             warn!(
                 "Docker at {} is unreachable ({err}): container states are unknown, so this pass makes no state updates",

@@ -2,6 +2,7 @@
 //! container states in, the list of changes that converges them out (SPEC §4).
 //! No I/O happens here; every rule of the pass lives here.
 
+use chrono::NaiveDateTime;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
@@ -35,6 +36,8 @@ impl DeckyState {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerStates {
     running_by_name: FxHashMap<String, bool>,
+    /// When Docker was asked; `None` for a view of no particular moment.
+    listed_at: Option<NaiveDateTime>,
 }
 
 impl ContainerStates {
@@ -42,6 +45,18 @@ impl ContainerStates {
     /// (including a state this version has never heard of) counts as not running.
     pub fn insert(&mut self, name: impl Into<String>, state: &str) {
         self.running_by_name.insert(name.into(), state == "running");
+    }
+
+    /// Records when Docker was asked for this view (taken before the request
+    /// went out). A row written at or after that moment may hold a newer view
+    /// than this one, so the plan leaves its state alone (see [`plan`]).
+    pub fn set_listed_at(&mut self, at: NaiveDateTime) {
+        self.listed_at = Some(at);
+    }
+
+    /// Whether `row` may have been written after this view was asked for.
+    fn is_older_than(&self, row: &FleetRow) -> bool {
+        matches!((self.listed_at, row.written_at), (Some(listed), Some(written)) if written >= listed)
     }
 
     fn is_running(&self, name: &str) -> Option<bool> {
@@ -76,6 +91,11 @@ pub struct FleetRow {
     /// Set by a backend when the stored name is not clean text (SQLite's rowid):
     /// no decky can match such a row, so the plan deletes it, by this key.
     pub stored_key: Option<i64>,
+    /// The latest moment the row's `updated_at` may stand for (a backend that
+    /// stores whole seconds rounds up), or `None` when the stamp is not a
+    /// datetime or lies in the future. Compared with [`ContainerStates`]'s
+    /// listing time: a row written after we asked Docker keeps its state.
+    pub written_at: Option<NaiveDateTime>,
 }
 
 /// Everything one pass will do, in the order it is shown and applied.
@@ -219,6 +239,12 @@ pub struct ConfigUpdate {
 
 /// Plans one pass for host `host_uuid`. Rows of other hosts are ignored even if
 /// the caller passes them: this host's pass never touches them.
+///
+/// A row written at or after the moment Docker was listed gets no state
+/// update: whoever wrote it (another pass that won the lock first, or DECNET)
+/// may have seen a newer Docker than ours, and writing ours back would revert
+/// it. Its config is still repaired; the next pass, listing Docker afresh,
+/// fixes its state if it is wrong.
 pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid: &str) -> Plan {
     let host_rows = || rows.iter().filter(|row| row.host_uuid == host_uuid);
     // This host's rows no decky has claimed yet; what is left at the end is deleted.
@@ -237,16 +263,18 @@ pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid
             continue;
         }
         let observed = match docker {
-            DockerView::Known(containers) => Some(aggregate_state(decky, containers)),
+            DockerView::Known(containers) => Some((aggregate_state(decky, containers), containers)),
             DockerView::Unknown => None,
         };
         let kind = match unclaimed.remove(decky.name.as_str()) {
             None => ChangeKind::Insert {
-                state: observed.unwrap_or(DeckyState::Running),
+                state: observed.map_or(DeckyState::Running, |(state, _)| state),
                 columns: config_columns(decky),
             },
             Some(row) => {
                 let state = observed
+                    .filter(|(_, view)| !view.is_older_than(row))
+                    .map(|(state, _)| state)
                     .filter(|observed| observed.as_str() != row.state)
                     .map(|to| StateTransition {
                         from: row.state.clone(),

@@ -29,14 +29,28 @@ impl std::fmt::Display for DbTarget {
     }
 }
 
-/// Plans on this host's rows as read inside the pass's transaction, given when the
-/// newest of them was last written (its `updated_at`), so that the caller can tell
-/// whether another pass committed after it looked at Docker.
-pub type PlanOn<'a> = dyn FnMut(&[FleetRow], Option<NaiveDateTime>) -> Plan + 'a;
+/// Plans on this host's rows as read inside the pass's transaction.
+pub type PlanOn<'a> = dyn FnMut(&[FleetRow]) -> Plan + 'a;
 
 /// `updated_at` as stored: SQLite's six fractional digits or MySQL's whole seconds.
 pub fn parse_stored_datetime(text: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()
+}
+
+/// [`FleetRow::written_at`] from a stored `updated_at`: the last moment it may
+/// stand for, given the `resolution` the backend keeps (a row written at
+/// 12:00:05.7 is stored by MySQL as 12:00:05, which alone would pass for older
+/// than a listing at 12:00:05.2). A stamp after `lock_won` (the pass's own clock,
+/// once no other pass can write) comes from a clock that was ahead: it is no
+/// evidence of a newer Docker view, and trusting it would block the row's state
+/// updates until the clock caught up.
+pub fn written_at(
+    stored: Option<&str>,
+    resolution: chrono::TimeDelta,
+    lock_won: NaiveDateTime,
+) -> Option<NaiveDateTime> {
+    let stamp = parse_stored_datetime(stored?)?;
+    (stamp <= lock_won).then(|| stamp + resolution - chrono::TimeDelta::nanoseconds(1))
 }
 
 /// The operations a pass needs from a database.
@@ -48,6 +62,8 @@ pub trait FleetStore {
     /// the table when absent, reads this host's rows, plans on them with
     /// `plan_on`, writes the plan and commits. A crash leaves the old rows or the new.
     /// Rows are stamped with the time the lock was won, not when the pass began.
+    /// All its waiting for locks (and, on MySQL, for the server) ends within the
+    /// busy timeout it was opened with, counted from the open: one budget.
     fn reconcile(&mut self, host_uuid: &str, plan_on: &mut PlanOn) -> Result<Plan>;
 }
 
@@ -195,6 +211,31 @@ mod tests {
             services: Vec::new(),
             kind,
         }
+    }
+
+    #[test]
+    fn a_stamp_stands_for_the_last_moment_of_its_resolution_and_never_for_the_future() {
+        let lock_won = parse_stored_datetime("2026-11-26 12:00:05.500000").expect("time");
+        let second = chrono::TimeDelta::seconds(1);
+        let micro = chrono::TimeDelta::microseconds(1);
+        let listed = parse_stored_datetime("2026-11-26 12:00:05.200000").expect("time");
+        // MySQL's 12:00:05 may be 12:00:05.7, after a listing at 12:00:05.2.
+        let whole = written_at(Some("2026-11-26 12:00:05"), second, lock_won).expect("past");
+        assert!(whole >= listed, "{whole}");
+        let earlier = written_at(Some("2026-11-26 12:00:04"), second, lock_won).expect("past");
+        assert!(earlier < listed, "{earlier}");
+        let fine = written_at(Some("2026-11-26 12:00:05.199999"), micro, lock_won).expect("past");
+        assert!(fine < listed, "{fine}");
+        assert_eq!(
+            written_at(Some("2026-11-26 12:00:05.200000"), micro, lock_won),
+            Some(listed + micro - chrono::TimeDelta::nanoseconds(1))
+        );
+        assert_eq!(
+            written_at(Some("2999-01-01 00:00:00.000000"), micro, lock_won),
+            None
+        );
+        assert_eq!(written_at(Some("yesterday"), micro, lock_won), None);
+        assert_eq!(written_at(None, micro, lock_won), None);
     }
 
     #[test]

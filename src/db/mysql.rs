@@ -3,15 +3,17 @@
 //! names, and a per-host named lock so that two passes for one host never
 //! both apply a change while passes of different hosts run side by side.
 
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
-use mysql::{AccessMode, Conn, Opts, OptsBuilder, TxOpts};
+use mysql::{Conn, DriverError, Opts, OptsBuilder};
+use tracing::warn;
 
-use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, Param, PlanOn};
+use super::{unexpected_row_count, writes, written_at, FleetStore, Param, PlanOn};
 use crate::plan::{ChangeKind, FleetRow, Plan};
 
 /// DECNET's table as its SQLAlchemy models create it on MariaDB.
@@ -34,8 +36,8 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS `fleet_deckies` (
 const TABLE_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.tables \
      WHERE table_schema = DATABASE() AND table_name = 'fleet_deckies'";
 
-const SELECT_HOST_ROWS: &str = "SELECT host_uuid, name, services, decky_config, decky_ip, state \
-     FROM fleet_deckies WHERE host_uuid = ? ORDER BY name";
+const SELECT_HOST_ROWS: &str = "SELECT host_uuid, name, services, decky_config, decky_ip, state, \
+     CAST(updated_at AS CHAR) FROM fleet_deckies WHERE host_uuid = ? ORDER BY name";
 
 /// What `varchar(255)` holds, in characters.
 const MAX_KEY_CHARS: usize = 255;
@@ -143,56 +145,282 @@ impl std::fmt::Debug for MySqlTarget {
     }
 }
 
+/// How long past the budget the pass still listens for the server's answer:
+/// InnoDB checks its lock waits about once a second, and the session's lock
+/// timeouts are whole seconds rounded up, so a lock timeout the server reports
+/// arrives within this of the deadline.
+pub const ANSWER_SLACK: Duration = Duration::from_secs(2);
+
+/// One statement's work on the connection, run on the connection's own thread.
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// Why a request to the server failed, in words for the operator.
+enum Failure {
+    /// The server answered with an error: the statement was not applied.
+    Refused { code: u16, message: String },
+    /// The connection failed, or the server did not answer in time: what was
+    /// sent last may or may not have been applied.
+    Lost(String),
+}
+
+impl Failure {
+    fn of(err: mysql::Error) -> Self {
+        use mysql::Error as E;
+        match err {
+            E::MySqlError(err) => Failure::Refused {
+                code: err.code,
+                message: crate::terminal::escape(&err.message),
+            },
+            E::IoError(err) => Failure::Lost(lost_connection(&err)),
+            // The codec's error wraps the socket's, when it was the socket.
+            E::CodecError(err) => match std::error::Error::source(&err)
+                .and_then(|source| source.downcast_ref::<std::io::Error>())
+            {
+                Some(err) => Failure::Lost(lost_connection(err)),
+                None => Failure::Lost("its answer broke the MySQL protocol".to_owned()),
+            },
+            E::DriverError(DriverError::ConnectTimeout) => {
+                Failure::Lost("it did not accept the connection in time".to_owned())
+            }
+            E::DriverError(DriverError::CouldNotConnect(Some((_, _, kind)))) => {
+                Failure::Lost(format!("it cannot be reached ({kind})"))
+            }
+            E::DriverError(DriverError::CouldNotConnect(None)) => {
+                Failure::Lost("it cannot be reached".to_owned())
+            }
+            E::DriverError(err) => Failure::Lost(format!(
+                "the client failed: {}",
+                crate::terminal::escape(&err.to_string())
+            )),
+            other => Failure::Lost(crate::terminal::escape(&other.to_string())),
+        }
+    }
+
+    /// The reason, as the end of a sentence.
+    fn reason(&self) -> String {
+        match self {
+            Failure::Refused {
+                code: LOCK_WAIT_TIMEOUT,
+                message,
+            } => format!(
+                "fleet_deckies stayed locked by another writer for longer than --db-busy-timeout \
+                 (the server: \"{message}\")"
+            ),
+            Failure::Refused { code, message } => {
+                format!("the server answered error {code}, \"{message}\"")
+            }
+            Failure::Lost(reason) => reason.clone(),
+        }
+    }
+}
+
+/// `ER_LOCK_WAIT_TIMEOUT`, for a row lock and a table's metadata lock alike.
+const LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// `ER_DUP_ENTRY`.
+const DUPLICATE_KEY: u16 = 1062;
+
+fn lost_connection(err: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match err.kind() {
+        K::TimedOut | K::WouldBlock => "the server stopped answering".to_owned(),
+        K::ConnectionRefused => "it refused the connection".to_owned(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            "the connection was lost".to_owned()
+        }
+        kind => format!("the connection failed ({kind})"),
+    }
+}
+
+/// The connection, on a thread of its own: the pass waits for each answer
+/// only until the budget's deadline (plus [`ANSWER_SLACK`]), however long the
+/// socket would block, so a server that stops answering cannot hold it longer.
+struct Session {
+    /// `None` once the pass stopped waiting for an answer: the connection is
+    /// abandoned (the server rolls back what it did not commit when it goes).
+    jobs: Option<mpsc::Sender<Job>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    deadline: Instant,
+    /// The session's lock timeouts, in whole seconds, as last set.
+    lock_wait_secs: u64,
+}
+
+impl Session {
+    fn connect(opts: Opts, deadline: Instant) -> Result<Self, Failure> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (connected, connection) = mpsc::sync_channel(1);
+        let worker = std::thread::spawn(move || {
+            let mut conn = match Conn::new(opts) {
+                Ok(conn) => conn,
+                Err(err) => {
+                    let _ = connected.send(Err(err));
+                    return;
+                }
+            };
+            let _ = connected.send(Ok(()));
+            for job in queue {
+                job(&mut conn);
+            }
+        });
+        let mut session = Session {
+            jobs: Some(jobs),
+            worker: Some(worker),
+            deadline,
+            lock_wait_secs: u64::MAX,
+        };
+        session.answer(&connection)?;
+        Ok(session)
+    }
+
+    /// Runs `job` on the connection and waits for its answer, until the deadline.
+    fn call<T: Send + 'static>(
+        &mut self,
+        job: impl FnOnce(&mut Conn) -> mysql::Result<T> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let Some(jobs) = &self.jobs else {
+            return Err(Failure::Lost("the connection was abandoned".to_owned()));
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sent = jobs.send(Box::new(move |conn: &mut Conn| {
+            let _ = reply.send(job(conn));
+        }));
+        if sent.is_err() {
+            self.jobs = None;
+            return Err(Failure::Lost("the connection was lost".to_owned()));
+        }
+        self.answer(&answer)
+    }
+
+    fn answer<T>(&mut self, answer: &mpsc::Receiver<mysql::Result<T>>) -> Result<T, Failure> {
+        let wait = self.deadline.saturating_duration_since(Instant::now()) + ANSWER_SLACK;
+        match answer.recv_timeout(wait) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(Failure::of(err)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.jobs = None;
+                Err(Failure::Lost(
+                    "the server did not answer within --db-busy-timeout".to_owned(),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.jobs = None;
+                Err(Failure::Lost("the connection was lost".to_owned()))
+            }
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        self.jobs.is_some()
+    }
+
+    /// What is left of the budget, in whole seconds rounded up (at least 1:
+    /// MySQL's lock timeouts take no fraction, and 0 would not wait at all).
+    fn seconds_left(&self) -> u64 {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
+    }
+
+    /// Cuts the session's row- and table-lock timeouts to what is left of the
+    /// budget, so that no statement's wait outlasts the deadline. Costs a round
+    /// trip only when a whole second has passed since the last cut.
+    fn bound_lock_waits(&mut self) -> Result<(), Failure> {
+        let secs = self.seconds_left();
+        if secs < self.lock_wait_secs {
+            self.call(move |conn| {
+                conn.query_drop(format!(
+                    "SET SESSION innodb_lock_wait_timeout = {secs}, SESSION lock_wait_timeout = {secs}"
+                ))
+            })?;
+            self.lock_wait_secs = secs;
+        }
+        Ok(())
+    }
+
+    fn query(&mut self, sql: &'static str) -> Result<(), Failure> {
+        self.call(move |conn| conn.query_drop(sql))
+    }
+}
+
+impl Drop for Session {
+    /// A live connection is closed politely; an abandoned one is left to the OS.
+    fn drop(&mut self) {
+        if self.jobs.take().is_some() {
+            if let Some(worker) = self.worker.take() {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
 /// An open connection to the fleet database.
 pub struct MySqlStore {
-    conn: Conn,
+    session: Session,
     target: MySqlTarget,
-    busy_timeout: Duration,
 }
 
 impl MySqlStore {
+    /// Connects, within `busy_timeout`: from here on every wait of the pass on
+    /// this server (the connection, the host's lock, row and table locks, each
+    /// answer) ends by one deadline, `busy_timeout` from now.
     pub fn open(target: &MySqlTarget, busy_timeout: Duration, read_only: bool) -> Result<Self> {
+        let deadline = Instant::now() + busy_timeout;
         let opts = Opts::from_url(&target.url)
             .map_err(|err| anyhow::anyhow!("MySQL URL {target}: {err}"))?;
-        // Every network wait is bounded; a statement waiting on a lock gets the busy timeout on top.
-        let network = Some(busy_timeout + Duration::from_secs(10));
+        // The socket's own bounds only free the connection's thread once the
+        // pass has stopped waiting for it.
+        let backstop = Some(busy_timeout + ANSWER_SLACK);
         let opts = OptsBuilder::from_opts(opts)
-            .tcp_connect_timeout(Some(Duration::from_secs(10)))
-            .read_timeout(network)
-            .write_timeout(network)
+            .tcp_connect_timeout(Some(busy_timeout.max(Duration::from_secs(1))))
+            // Where the URL says: not a switch to the server's Unix socket,
+            // which the unit's sandbox and the operator's firewall never saw.
+            .prefer_socket(false)
+            .read_timeout(backstop)
+            .write_timeout(backstop)
             // Count rows matched, not rows changed, so every write reports the one row it hit.
             .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS);
-        let mut conn =
-            Conn::new(opts).with_context(|| format!("cannot connect to database {target}"))?;
-        let lock_wait = busy_timeout.as_secs().max(1);
-        conn.query_drop(format!(
-            "SET SESSION innodb_lock_wait_timeout = {lock_wait}, SESSION time_zone = '+00:00'"
-        ))
-        .with_context(|| format!("database {target}: cannot configure the session"))?;
-        if read_only {
-            conn.query_drop("SET SESSION TRANSACTION READ ONLY")
-                .with_context(|| format!("database {target}: cannot make the session read-only"))?;
-        }
+        let mut session = Session::connect(opts.into(), deadline).map_err(|failure| {
+            anyhow::anyhow!(
+                "cannot connect to database {target}: {}; nothing was written",
+                failure.reason()
+            )
+        })?;
+        session
+            .query("SET SESSION time_zone = '+00:00'")
+            .and_then(|()| match read_only {
+                true => session.query("SET SESSION TRANSACTION READ ONLY"),
+                false => Ok(()),
+            })
+            .and_then(|()| session.bound_lock_waits())
+            .map_err(|failure| nothing_written(target, "cannot configure the session", &failure))?;
         Ok(MySqlStore {
-            conn,
+            session,
             target: target.clone(),
-            busy_timeout,
         })
+    }
+
+    fn fail(&self, doing: &str, failure: &Failure) -> anyhow::Error {
+        nothing_written(&self.target, doing, failure)
     }
 
     /// Waits for this host's named lock: one pass per host at a time, fleet-wide.
     fn lock_host(&mut self, host_uuid: &str) -> Result<()> {
-        let secs = self.busy_timeout.as_secs().max(1);
-        let acquired: Option<Option<i64>> = self
-            .conn
-            .exec_first(
-                "SELECT GET_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(?, 256), 40)), ?)",
-                (host_uuid, secs),
-            )
-            .with_context(|| {
-                format!(
-                    "database {}: cannot take the lock of host {host_uuid:?}",
-                    self.target
+        let host = host_uuid.to_owned();
+        let wait = self
+            .session
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64();
+        let acquired = self
+            .session
+            .call(move |conn| {
+                conn.exec_first::<Option<i64>, _, _>(
+                    "SELECT GET_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(?, 256), 40)), ?)",
+                    (host, wait),
+                )
+            })
+            .map_err(|failure| {
+                self.fail(
+                    &format!("cannot take the lock of host {host_uuid:?}"),
+                    &failure,
                 )
             })?;
         if acquired.flatten() != Some(1) {
@@ -204,49 +432,62 @@ impl MySqlStore {
         Ok(())
     }
 
-    fn unlock_host(&mut self, host_uuid: &str) -> Result<()> {
-        self.conn
-            .exec_drop(
+    fn unlock_host(&mut self, host_uuid: &str) -> Result<(), Failure> {
+        let host = host_uuid.to_owned();
+        self.session.call(move |conn| {
+            conn.exec_drop(
                 "DO RELEASE_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(?, 256), 40)))",
-                (host_uuid,),
+                (host,),
             )
-            .with_context(|| {
-                format!(
-                    "database {}: cannot release the lock of host {host_uuid:?}",
-                    self.target
-                )
-            })
+        })
     }
 
     fn table_exists(&mut self) -> Result<bool> {
-        let count: Option<i64> = self
-            .conn
-            .query_first(TABLE_EXISTS)
-            .with_context(|| format!("database {}: cannot read the schema", self.target))?;
+        let count = self
+            .session
+            .call(|conn| conn.query_first::<i64, _>(TABLE_EXISTS))
+            .map_err(|failure| self.fail("cannot read the schema", &failure))?;
         Ok(count.unwrap_or(0) > 0)
     }
 
-    fn plan_and_apply(&mut self, host_uuid: &str, now: &str, plan_on: &mut PlanOn) -> Result<Plan> {
-        let target = self.target.clone();
-        let mut tx = self
-            .conn
-            .start_transaction(TxOpts::default())
-            .with_context(|| format!("database {target}: cannot start the transaction"))?;
-        let rows = select_rows(&mut tx, host_uuid)
-            .with_context(|| format!("database {target}: cannot read fleet_deckies"))?;
-        let last_written: Option<Option<String>> = tx
-            .exec_first(
-                "SELECT CAST(MAX(updated_at) AS CHAR) FROM fleet_deckies WHERE host_uuid = ?",
-                (host_uuid,),
-            )
-            .with_context(|| format!("database {target}: cannot read fleet_deckies"))?;
-        let last_written = last_written
-            .flatten()
-            .as_deref()
-            .and_then(parse_stored_datetime);
-        let plan = plan_on(&rows, last_written);
+    fn select_rows(&mut self, host_uuid: &str, lock_won: NaiveDateTime) -> Result<Vec<FleetRow>> {
+        let host = host_uuid.to_owned();
+        let rows = self
+            .session
+            .bound_lock_waits()
+            .and_then(|()| {
+                self.session.call(move |conn| {
+                    conn.exec_map(SELECT_HOST_ROWS, (host,), move |row: StoredRow| {
+                        fleet_row(row, lock_won)
+                    })
+                })
+            })
+            .map_err(|failure| self.fail("cannot read fleet_deckies", &failure))?;
+        // The collation finds the rows of any host id equal to ours but for
+        // case, accents or trailing spaces: the table cannot keep the two apart.
+        if let Some(other) = rows.iter().find(|row| row.host_uuid != host_uuid) {
+            bail!(
+                "database {}: --host-uuid {host_uuid:?} and the rows of host {:?} are one host id to MySQL's \
+                 collation (it ignores case, accents and trailing spaces), so the table cannot keep their \
+                 rows apart; give this host an id that differs in more than that. Nothing was written",
+                self.target,
+                other.host_uuid
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Plans and writes inside one transaction, up to (not including) the commit.
+    fn plan_and_write(&mut self, host_uuid: &str, plan_on: &mut PlanOn) -> Result<Plan> {
+        self.session
+            .query("START TRANSACTION")
+            .map_err(|failure| self.fail("cannot start the transaction", &failure))?;
+        let lock_won = Utc::now();
+        let rows = self.select_rows(host_uuid, lock_won.naive_utc())?;
+        let plan = plan_on(&rows);
         check_key_lengths(&plan)?;
-        for write in writes(&plan, now) {
+        let now = timestamp(lock_won);
+        for write in writes(&plan, &now) {
             let params: Vec<mysql::Value> = write
                 .params
                 .iter()
@@ -255,16 +496,59 @@ impl MySqlStore {
                     Param::Integer(number) => number.into(),
                 })
                 .collect();
-            tx.exec_drop(write.sql, params)
-                .map_err(|err| describe_write_error(&target, err))?;
-            if tx.affected_rows() != 1 {
-                return Err(unexpected_row_count(&write, tx.affected_rows()));
+            let sql = write.sql;
+            let touched = self
+                .session
+                .bound_lock_waits()
+                .and_then(|()| {
+                    self.session.call(move |conn| {
+                        conn.exec_drop(sql, params).map(|()| conn.affected_rows())
+                    })
+                })
+                .map_err(|failure| self.describe_write_failure(write.name, &failure))?;
+            if touched != 1 {
+                return Err(unexpected_row_count(&write, touched));
             }
         }
-        tx.commit()
-            .with_context(|| format!("database {target}: cannot commit the pass"))?;
         Ok(plan)
     }
+
+    fn describe_write_failure(&self, name: &str, failure: &Failure) -> anyhow::Error {
+        if let Failure::Refused {
+            code: DUPLICATE_KEY,
+            ..
+        } = failure
+        {
+            return anyhow::anyhow!(
+                "database {}: cannot write decky {name:?}: two deckies of the state file have names that \
+                 MySQL's collation treats as one (it ignores case, accents and trailing spaces); nothing was written",
+                self.target
+            );
+        }
+        self.fail(&format!("cannot write decky {name:?}"), failure)
+    }
+
+    /// Commits; once the server has acknowledged it, the pass has succeeded.
+    fn commit(&mut self) -> Result<()> {
+        match self.session.query("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(failure @ Failure::Refused { .. }) => Err(self.fail("cannot commit the pass", &failure)),
+            Err(Failure::Lost(reason)) => bail!(
+                "database {}: {reason} during the commit: the commit may or may not have been applied, \
+                 and no event was sent; the next pass will converge the rows (if the commit was applied, \
+                 its events are lost)",
+                self.target
+            ),
+        }
+    }
+}
+
+/// "database X: doing: why; nothing was written".
+fn nothing_written(target: &MySqlTarget, doing: &str, failure: &Failure) -> anyhow::Error {
+    anyhow::anyhow!(
+        "database {target}: {doing}: {}; nothing was written",
+        failure.reason()
+    )
 }
 
 impl FleetStore for MySqlStore {
@@ -272,15 +556,13 @@ impl FleetStore for MySqlStore {
         if !self.table_exists()? {
             return Ok(Vec::new());
         }
-        let target = self.target.clone();
-        let mut tx = self
-            .conn
-            .start_transaction(TxOpts::default().set_access_mode(Some(AccessMode::ReadOnly)))
-            .with_context(|| format!("database {target}: cannot start a read-only transaction"))?;
-        let rows = select_rows(&mut tx, host_uuid)
-            .with_context(|| format!("database {target}: cannot read fleet_deckies"))?;
-        tx.rollback()
-            .with_context(|| format!("database {target}: cannot end the read-only transaction"))?;
+        self.session
+            .query("START TRANSACTION READ ONLY")
+            .map_err(|failure| self.fail("cannot start a read-only transaction", &failure))?;
+        let rows = self.select_rows(host_uuid, Utc::now().naive_utc())?;
+        self.session
+            .query("ROLLBACK")
+            .map_err(|failure| self.fail("cannot end the read-only transaction", &failure))?;
         Ok(rows)
     }
 
@@ -292,34 +574,70 @@ impl FleetStore for MySqlStore {
         }
         self.lock_host(host_uuid)?;
         // DDL commits implicitly, so the table is made before the pass's transaction.
-        if !self.table_exists()? {
-            self.conn.query_drop(CREATE_TABLE).with_context(|| {
-                format!("database {}: cannot create fleet_deckies", self.target)
-            })?;
+        let created = match self.table_exists() {
+            Ok(true) => Ok(()),
+            Ok(false) => self
+                .session
+                .bound_lock_waits()
+                .and_then(|()| self.session.query(CREATE_TABLE))
+                .map_err(|failure| self.fail("cannot create fleet_deckies", &failure)),
+            Err(err) => Err(err),
+        };
+        let written = created
+            .and_then(|()| self.plan_and_write(host_uuid, plan_on))
+            .and_then(|plan| self.commit().map(|()| plan));
+        let plan = match written {
+            Ok(plan) => plan,
+            Err(err) => {
+                // A lost connection rolls back and releases the lock by itself.
+                if self.session.is_alive() {
+                    let _ = self.session.query("ROLLBACK");
+                    let _ = self.unlock_host(host_uuid);
+                }
+                return Err(err);
+            }
+        };
+        // The commit was acknowledged: the rows are written, and the pass
+        // succeeds whatever happens to the lock now.
+        if let Err(failure) = self.unlock_host(host_uuid) {
+            warn!(
+                "database {}: the pass was committed, but releasing the lock of host {host_uuid:?} failed ({}); \
+                 the server releases it when the connection closes",
+                self.target,
+                failure.reason()
+            );
         }
-        let result = self.plan_and_apply(host_uuid, &timestamp(Utc::now()), plan_on);
-        // A lost connection releases the lock by itself; only a live one needs this.
-        let unlocked = self.unlock_host(host_uuid);
-        let plan = result?;
-        unlocked?;
         Ok(plan)
     }
 }
 
-fn select_rows(tx: &mut mysql::Transaction, host_uuid: &str) -> mysql::Result<Vec<FleetRow>> {
-    tx.exec_map(
-        SELECT_HOST_ROWS,
-        (host_uuid,),
-        |(host_uuid, name, services, decky_config, decky_ip, state)| FleetRow {
-            host_uuid,
-            name,
-            services,
-            decky_config,
-            decky_ip,
-            state,
-            stored_key: None,
-        },
-    )
+/// A row as `SELECT_HOST_ROWS` returns it.
+type StoredRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+fn fleet_row(stored: StoredRow, lock_won: NaiveDateTime) -> FleetRow {
+    let (host_uuid, name, services, decky_config, decky_ip, state, updated_at) = stored;
+    FleetRow {
+        host_uuid,
+        name,
+        services,
+        decky_config,
+        decky_ip,
+        state,
+        stored_key: None,
+        written_at: written_at(
+            updated_at.as_deref(),
+            chrono::TimeDelta::seconds(1),
+            lock_won,
+        ),
+    }
 }
 
 /// A state-file name that `varchar(255)` cannot hold makes the file bad for this backend.
@@ -336,21 +654,6 @@ fn check_key_lengths(plan: &Plan) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn describe_write_error(target: &MySqlTarget, err: mysql::Error) -> anyhow::Error {
-    const DUPLICATE_KEY: u16 = 1062;
-    let duplicate = matches!(&err, mysql::Error::MySqlError(e) if e.code == DUPLICATE_KEY);
-    let err =
-        anyhow::Error::new(err).context(format!("database {target}: cannot write fleet_deckies"));
-    if duplicate {
-        err.context(
-            "two deckies of the state file have names that MySQL's collation treats as one \
-             (it ignores case and accents); nothing was written",
-        )
-    } else {
-        err
-    }
 }
 
 /// MySQL's `DATETIME` holds whole seconds: UTC wall clock, no fraction.

@@ -2,14 +2,14 @@
 //! (WAL, synchronous=NORMAL, busy timeout) and its datetime text.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::{parse_stored_datetime, unexpected_row_count, writes, FleetStore, Param, PlanOn};
+use super::{unexpected_row_count, writes, written_at, FleetStore, Param, PlanOn};
 use crate::plan::{FleetRow, Plan};
 
 /// DECNET's DDL, exactly as SPEC §9 gives it.
@@ -32,13 +32,16 @@ const CREATE_INDEXES: [&str; 2] = [
 ];
 
 const SELECT_HOST_ROWS: &str =
-    "SELECT host_uuid, name, services, decky_config, decky_ip, state, rowid \
+    "SELECT host_uuid, name, services, decky_config, decky_ip, state, rowid, updated_at \
      FROM fleet_deckies WHERE host_uuid = ?1 ORDER BY name";
 
 /// An open DECNET SQLite database.
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    /// When `--db-busy-timeout`, counted from the open, runs out: the switch to
+    /// WAL and `BEGIN IMMEDIATE` may each wait for the lock, but together no longer.
+    lock_deadline: Instant,
 }
 
 impl SqliteStore {
@@ -52,6 +55,7 @@ impl SqliteStore {
         let db = SqliteStore {
             conn,
             path: path.to_owned(),
+            lock_deadline: Instant::now() + busy_timeout,
         };
         db.configure(busy_timeout)?;
         db.conn
@@ -91,6 +95,7 @@ impl SqliteStore {
         let db = SqliteStore {
             conn,
             path: path.to_owned(),
+            lock_deadline: Instant::now() + busy_timeout,
         };
         db.configure(busy_timeout)?;
         Ok(Some(db))
@@ -112,13 +117,15 @@ impl FleetStore for SqliteStore {
         if !table_exists(&self.conn).map_err(|err| self.describe(err, "cannot read the schema"))? {
             return Ok(Vec::new());
         }
-        select_rows(&self.conn, host_uuid)
+        select_rows(&self.conn, host_uuid, Utc::now())
             .map_err(|err| self.describe(err, "cannot read fleet_deckies"))
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock before the rows are read, so two
     /// passes at once serialize and the second plans on the first one's result.
     fn reconcile(&mut self, host_uuid: &str, plan_on: &mut PlanOn) -> Result<Plan> {
+        // Whatever the switch to WAL waited is taken off this wait.
+        self.configure(self.lock_deadline.saturating_duration_since(Instant::now()))?;
         let path = self.path.clone();
         let describe = |err, what: &str| describe_error(&path, err, what);
         let tx = self
@@ -134,12 +141,11 @@ impl FleetStore for SqliteStore {
                 })
                 .map_err(|err| describe(err, "cannot create fleet_deckies"))?;
         }
-        let rows = select_rows(&tx, host_uuid)
+        let lock_won = Utc::now();
+        let rows = select_rows(&tx, host_uuid, lock_won)
             .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
-        let last_written = last_written(&tx, host_uuid)
-            .map_err(|err| describe(err, "cannot read fleet_deckies"))?;
-        let plan = plan_on(&rows, last_written);
-        let now = timestamp(Utc::now());
+        let plan = plan_on(&rows);
+        let now = timestamp(lock_won);
         for write in writes(&plan, &now) {
             let touched = tx
                 .prepare_cached(write.sql)
@@ -231,7 +237,12 @@ fn table_exists(conn: &Connection) -> rusqlite::Result<bool> {
 /// fail: odd values are read as lossy text, which the planner then sees as drift
 /// and repairs. A name that is not UTF-8 text cannot be matched or addressed by
 /// its lossy spelling, so its row carries its rowid, by which it is deleted.
-fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<Vec<FleetRow>> {
+/// This host's rows; `lock_won` is when no other pass could write any more.
+fn select_rows(
+    conn: &Connection,
+    host_uuid: &str,
+    lock_won: DateTime<Utc>,
+) -> rusqlite::Result<Vec<FleetRow>> {
     let mut statement = conn.prepare_cached(SELECT_HOST_ROWS)?;
     let mut rows = statement.query([host_uuid])?;
     let mut fleet = Vec::new();
@@ -247,25 +258,14 @@ fn select_rows(conn: &Connection, host_uuid: &str) -> rusqlite::Result<Vec<Fleet
             decky_ip: lossy_text(row.get_ref(4)?),
             state: lossy_text(row.get_ref(5)?).unwrap_or_default(),
             stored_key: if clean_name { None } else { Some(row.get(6)?) },
+            written_at: written_at(
+                lossy_text(row.get_ref(7)?).as_deref(),
+                chrono::TimeDelta::microseconds(1),
+                lock_won.naive_utc(),
+            ),
         });
     }
     Ok(fleet)
-}
-
-/// The newest `updated_at` of this host's rows.
-fn last_written(
-    conn: &Connection,
-    host_uuid: &str,
-) -> rusqlite::Result<Option<chrono::NaiveDateTime>> {
-    conn.query_row(
-        "SELECT MAX(updated_at) FROM fleet_deckies WHERE host_uuid = ?1",
-        [host_uuid],
-        |row| {
-            Ok(lossy_text(row.get_ref(0)?)
-                .as_deref()
-                .and_then(parse_stored_datetime))
-        },
-    )
 }
 
 fn lossy_text(value: ValueRef) -> Option<String> {
@@ -282,4 +282,36 @@ fn lossy_text(value: ValueRef) -> Option<String> {
 /// DECNET's datetime text: UTC wall clock, always six fractional digits, no offset.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget counts from the open: time spent before `BEGIN IMMEDIATE`
+    /// (the WAL switch's own wait, in a real pass) is not granted again. The
+    /// lock is released 2.8 s after the open; a budget of 2 s that restarted
+    /// at the BEGIN (1 s after the open) would still be waiting then, and win it.
+    #[test]
+    fn the_busy_timeout_is_one_budget_from_the_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("decnet.db");
+        let mut store = SqliteStore::open(&path, Duration::from_secs(2)).expect("open");
+        let holder = Connection::open(&path).expect("holder");
+        holder
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("hold the lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2800));
+            holder.execute_batch("COMMIT").expect("release");
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let result = store.reconcile("local", &mut |_: &[FleetRow]| Plan::default());
+        let err = result.expect_err("the budget ran out before the lock was released");
+        assert!(
+            format!("{err:#}").contains("longer than --db-busy-timeout"),
+            "{err:#}"
+        );
+        release.join().expect("holder");
+    }
 }

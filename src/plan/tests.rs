@@ -31,6 +31,7 @@ fn row_for(decky: &Decky, state: &str) -> FleetRow {
         decky_ip: Some(decky.ip.clone()),
         state: state.to_owned(),
         stored_key: None,
+        written_at: None,
     }
 }
 
@@ -126,6 +127,91 @@ fn insert_takes_the_observed_state() {
         }
     );
     assert_eq!(change.host_uuid, HOST);
+}
+
+/// A moment on the test clock: `second` seconds past noon.
+fn at(second: u32) -> chrono::NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(2026, 11, 26)
+        .and_then(|day| day.and_hms_opt(12, 0, second))
+        .expect("a valid time")
+}
+
+/// Docker's view with `entries`, as listed at `listed_at`.
+fn listed(entries: &[(&str, &str)], listed_at: chrono::NaiveDateTime) -> DockerView {
+    let DockerView::Known(mut states) = containers(entries) else {
+        unreachable!()
+    };
+    states.set_listed_at(listed_at);
+    DockerView::Known(states)
+}
+
+#[test]
+fn a_row_written_at_or_after_the_listing_keeps_its_state() {
+    let d = decky("d1", &["ssh"]);
+    let docker = listed(&[("d1-ssh", "running")], at(10));
+    for written in [at(10), at(11)] {
+        let mut row = row_for(&d, "failed");
+        row.written_at = Some(written);
+        let plan = plan(std::slice::from_ref(&d), &[row], &docker, HOST);
+        assert!(plan.is_empty(), "written at {written}: {plan:#?}");
+    }
+}
+
+#[test]
+fn a_row_written_before_the_listing_or_at_an_unknown_time_gets_the_observed_state() {
+    let d = decky("d1", &["ssh"]);
+    let docker = listed(&[("d1-ssh", "running")], at(10));
+    for written in [Some(at(9)), None] {
+        let mut row = row_for(&d, "failed");
+        row.written_at = written;
+        let plan = plan(std::slice::from_ref(&d), &[row], &docker, HOST);
+        assert_eq!(
+            only_change(&plan).state(),
+            "running",
+            "written at {written:?}"
+        );
+    }
+}
+
+#[test]
+fn a_row_written_after_the_listing_still_gets_its_config_repaired_and_others_their_rows() {
+    let d = decky("d1", &["ssh"]);
+    let docker = listed(&[("d1-ssh", "running")], at(10));
+    let mut row = row_for(&d, "failed");
+    row.written_at = Some(at(12));
+    row.decky_ip = Some("192.0.2.1".to_owned());
+    let mut gone = row_for(&decky("gone", &["ssh"]), "running");
+    gone.written_at = Some(at(12));
+    let new = decky("new", &["ssh"]);
+    let plan = plan(&[d, new], &[row, gone], &docker, HOST);
+    let summary: Vec<(Action, &str, Vec<&str>)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.action(), c.name.as_str(), c.changed_fields()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Action::Inserted, "new", vec![]),
+            (Action::Deleted, "gone", vec![]),
+            (Action::Updated, "d1", vec!["decky_ip"]),
+        ]
+    );
+    assert_eq!(plan.changes[2].state(), "failed", "the row keeps its state");
+}
+
+#[test]
+fn a_view_of_no_particular_moment_is_never_older_than_a_row() {
+    let d = decky("d1", &["ssh"]);
+    let mut row = row_for(&d, "failed");
+    row.written_at = Some(at(59));
+    let plan = plan(
+        std::slice::from_ref(&d),
+        &[row],
+        &containers(&[("d1-ssh", "running")]),
+        HOST,
+    );
+    assert_eq!(only_change(&plan).state(), "running");
 }
 
 #[test]
@@ -355,6 +441,7 @@ fn apply_in_memory(rows: &[FleetRow], plan: &Plan) -> Vec<FleetRow> {
                 decky_ip: Some(columns.decky_ip.clone()),
                 state: state.as_str().to_owned(),
                 stored_key: None,
+                written_at: None,
             }),
             (ChangeKind::Delete { .. }, Some(i)) => {
                 rows.remove(i);
@@ -470,6 +557,37 @@ proptest! {
             .collect();
         let planned = plan(&deckies, &rows, &docker, HOST);
         prop_assert!(planned.changes.is_empty(), "{:#?}", planned);
+    }
+
+    #[test]
+    fn no_row_written_since_the_listing_changes_state(
+        deckies in proptest::collection::vec(arb_decky(), 0..8),
+        rows in proptest::collection::vec((arb_row(), 0..20u32), 0..8),
+        docker in arb_docker(),
+    ) {
+        let deckies = unique_by_name(deckies, |d| d.name.clone());
+        let rows: Vec<FleetRow> = rows
+            .into_iter()
+            .map(|(mut row, second)| {
+                row.written_at = Some(at(second));
+                row
+            })
+            .collect();
+        let rows = unique_by_name(rows, |r| format!("{}/{}", r.host_uuid, r.name));
+        let docker = match docker {
+            DockerView::Known(mut states) => {
+                states.set_listed_at(at(10));
+                DockerView::Known(states)
+            }
+            DockerView::Unknown => DockerView::Unknown,
+        };
+        let planned = plan(&deckies, &rows, &docker, HOST);
+        for change in &planned.changes {
+            if let ChangeKind::Update { state: Some(_), .. } = change.kind {
+                let row = rows.iter().find(|r| r.host_uuid == HOST && r.name == change.name);
+                prop_assert!(row.and_then(|r| r.written_at) < Some(at(10)), "{:#?}", change);
+            }
+        }
     }
 
     #[test]
