@@ -6,15 +6,15 @@ use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use decnet_reconcile::cli::{Cli, OutputFormat};
-use decnet_reconcile::config::{Config, DbSource, Task, Verbosity};
+use decnet_reconcile::config::{BusOrigins, Config, DbSource, Origin, Task, Verbosity};
 use decnet_reconcile::exit_codes::ExitCode;
 use decnet_reconcile::{pass, render};
 
 fn main() -> std::process::ExitCode {
     let parsed = Cli::command()
         .try_get_matches()
-        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, db_source(&matches))));
-    let (cli, db_source) = match parsed {
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, origins(&matches))));
+    let (cli, (db_source, bus_origins)) = match parsed {
         Ok(parsed) => parsed,
         Err(err) => {
             let _ = err.print();
@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
             return code.into();
         }
     };
-    match run(cli, db_source) {
+    match run(cli, db_source, bus_origins) {
         Ok(code) => code.into(),
         Err(err) => {
             eprintln!("decnet-reconcile: error: {err:#}");
@@ -36,21 +36,38 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Whether `--db` was typed (before or after `once`), which outranks DECNET's DB variables.
-fn db_source(matches: &ArgMatches) -> DbSource {
+/// Where `--db`, `--bus` and `--redis-url` got their values: typed ones outrank
+/// DECNET's variables.
+fn origins(matches: &ArgMatches) -> (DbSource, BusOrigins) {
+    let db_source = match origin(matches, "db") {
+        Origin::CommandLine => DbSource::CommandLine,
+        Origin::Environment | Origin::Default => DbSource::EnvironmentOrDefault,
+    };
+    let bus_origins = BusOrigins {
+        bus: origin(matches, "bus"),
+        redis_url: origin(matches, "redis_url"),
+    };
+    (db_source, bus_origins)
+}
+
+/// Where argument `id` got its value, typed before or after `once`.
+fn origin(matches: &ArgMatches, id: &str) -> Origin {
     let subcommand = matches.subcommand().map(|(_, sub)| sub);
-    let typed = std::iter::once(matches)
+    let sources: Vec<ValueSource> = std::iter::once(matches)
         .chain(subcommand)
-        .any(|m| m.value_source("db") == Some(ValueSource::CommandLine));
-    if typed {
-        DbSource::CommandLine
+        .filter_map(|m| m.value_source(id))
+        .collect();
+    if sources.contains(&ValueSource::CommandLine) {
+        Origin::CommandLine
+    } else if sources.contains(&ValueSource::EnvVariable) {
+        Origin::Environment
     } else {
-        DbSource::EnvironmentOrDefault
+        Origin::Default
     }
 }
 
-fn run(cli: Cli, db_source: DbSource) -> Result<ExitCode> {
-    match Task::from_cli(cli, db_source, |name| std::env::var(name).ok())? {
+fn run(cli: Cli, db_source: DbSource, bus_origins: BusOrigins) -> Result<ExitCode> {
+    match Task::from_cli(cli, db_source, bus_origins, |name| std::env::var(name).ok())? {
         Task::Completions(shell) => {
             clap_complete::generate(
                 shell,

@@ -113,10 +113,10 @@ fn service_is_a_quiet_oneshot_pass_as_an_unprivileged_docker_user() {
     );
     // The pass's own bounds end it, with a clear message, before systemd kills it.
     let cli = Cli::try_parse_from(&exec_start).expect("ExecStart= parses");
-    let bounds = cli.pass.docker_timeout + cli.pass.db_busy_timeout + cli.pass.redis_timeout;
+    let bounds = cli.pass.docker_timeout + cli.pass.db_busy_timeout + cli.pass.bus_timeout;
     assert!(
         bounds < Duration::from_secs(seconds.into()),
-        "Docker, DB lock and Redis may take {bounds:?} together, over TimeoutStartSec={timeout}"
+        "Docker, DB lock and the bus may take {bounds:?} together, over TimeoutStartSec={timeout}"
     );
     assert!(
         !unit
