@@ -160,14 +160,12 @@ fn announce(
             delivery.too_large
         }
         Err(err) => {
-            let heartbeat = if config.heartbeat {
-                " and the heartbeat"
-            } else {
-                ""
+            let what = match (changes, config.heartbeat) {
+                (0, true) => "the heartbeat".to_owned(),
+                (changes, true) => format!("{changes} event(s) and the heartbeat"),
+                (changes, false) => format!("{changes} event(s)"),
             };
-            warn!(
-                "{bus} failed ({err}): {changes} event(s){heartbeat} lost; the database is converged all the same"
-            );
+            warn!("{bus} failed ({err}): {what} lost; the database is converged all the same");
             (0..events.len()).collect()
         }
     };
