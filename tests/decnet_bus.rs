@@ -593,7 +593,12 @@ fn the_bus_killed_mid_pass_loses_the_events_not_the_pass() {
         killed_at.elapsed().as_millis(),
     );
     assert_eq!(output.status.code(), Some(0), "{seen:?}");
-    let stderr: String = lines.try_iter().chain(seen).collect::<Vec<_>>().join("\n");
+    // The reader thread ends at the pass's end of stderr; wait for its last lines.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen.push(line);
+    }
+    let stderr = seen.join("\n");
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(report["publish_failed"], 2, "{stderr}");
     assert_eq!(report["published"], 0);
