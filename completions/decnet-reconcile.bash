@@ -41,7 +41,7 @@ _decnet__reconcile() {
 
     case "${cmd}" in
         decnet__reconcile)
-            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --db-busy-timeout --quiet --verbose --help --version once completions help"
+            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --help --version once completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -67,11 +67,19 @@ _decnet__reconcile() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --docker-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -91,7 +99,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__completions)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --db-busy-timeout --quiet --verbose --help bash elvish fish powershell zsh"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -117,11 +125,19 @@ _decnet__reconcile() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --docker-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -197,7 +213,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__once)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --db-busy-timeout --quiet --verbose --help"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,11 +239,19 @@ _decnet__reconcile() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --docker-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_decnet_reconcile_global_optspecs
-    string join \n state-file= db= host-uuid= docker-host= redis-url= no-publish dry-run output= detailed-exitcode docker-timeout= redis-timeout= db-busy-timeout= q/quiet v/verbose h/help V/version
+    string join \n state-file= db= host-uuid= docker-host= redis-url= bus= heartbeat no-publish dry-run output= detailed-exitcode docker-timeout= bus-timeout= db-busy-timeout= q/quiet v/verbose h/help V/version
 end
 
 function __fish_decnet_reconcile_needs_command
@@ -28,12 +28,14 @@ complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l state
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l db -d 'DECNET\'s SQLite database' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l host-uuid -d 'This host\'s id; rows of other hosts are never touched' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l docker-host -d 'Docker Engine API endpoint' -r
-complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l redis-url -d 'Redis URL of the event bus' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l redis-url -d 'Redis URL of the event bus (see --bus for the order of precedence)' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l bus -d 'The event bus: redis://… or DECNET\'s own bus, unix:///run/decnet/bus.sock. Outranks --redis-url; without either, DECNET_BUS_ENABLED, DECNET_BUS_TYPE and DECNET_BUS_SOCKET decide, as for DECNET itself' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l output -d 'Format of standard output' -r -f -a "table\t''
 json\t''"
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
-complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l redis-timeout -d 'Longest wait for Redis before events count as lost' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l bus-timeout -l redis-timeout -d 'Longest wait for the event bus before events count as lost' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l dry-run -d 'Compute and print the plan; change nothing'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l detailed-exitcode -d 'Exit 2 when the pass changed (or, dry, would change) anything'
@@ -48,12 +50,14 @@ complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" 
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l db -d 'DECNET\'s SQLite database' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l host-uuid -d 'This host\'s id; rows of other hosts are never touched' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l docker-host -d 'Docker Engine API endpoint' -r
-complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l redis-url -d 'Redis URL of the event bus' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l redis-url -d 'Redis URL of the event bus (see --bus for the order of precedence)' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l bus -d 'The event bus: redis://… or DECNET\'s own bus, unix:///run/decnet/bus.sock. Outranks --redis-url; without either, DECNET_BUS_ENABLED, DECNET_BUS_TYPE and DECNET_BUS_SOCKET decide, as for DECNET itself' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l output -d 'Format of standard output' -r -f -a "table\t''
 json\t''"
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
-complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l redis-timeout -d 'Longest wait for Redis before events count as lost' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l bus-timeout -l redis-timeout -d 'Longest wait for the event bus before events count as lost' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l dry-run -d 'Compute and print the plan; change nothing'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l detailed-exitcode -d 'Exit 2 when the pass changed (or, dry, would change) anything'
@@ -64,12 +68,14 @@ complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand comple
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l db -d 'DECNET\'s SQLite database' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l host-uuid -d 'This host\'s id; rows of other hosts are never touched' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l docker-host -d 'Docker Engine API endpoint' -r
-complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l redis-url -d 'Redis URL of the event bus' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l redis-url -d 'Redis URL of the event bus (see --bus for the order of precedence)' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l bus -d 'The event bus: redis://… or DECNET\'s own bus, unix:///run/decnet/bus.sock. Outranks --redis-url; without either, DECNET_BUS_ENABLED, DECNET_BUS_TYPE and DECNET_BUS_SOCKET decide, as for DECNET itself' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l output -d 'Format of standard output' -r -f -a "table\t''
 json\t''"
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
-complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l redis-timeout -d 'Longest wait for Redis before events count as lost' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l bus-timeout -l redis-timeout -d 'Longest wait for the event bus before events count as lost' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l dry-run -d 'Compute and print the plan; change nothing'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l detailed-exitcode -d 'Exit 2 when the pass changed (or, dry, would change) anything'

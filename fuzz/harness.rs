@@ -147,6 +147,7 @@ fn check_rendering(planned: &plan::Plan, host: &str, docker: &DockerView) {
         plan: planned.clone(),
         published: 0,
         publish_failed: 0,
+        heartbeat: None,
     };
     let table = render::table(&report, false);
     let unsafe_char = |c: char| {
@@ -170,7 +171,13 @@ fn check_rendering(planned: &plan::Plan, host: &str, docker: &DockerView) {
 }
 
 fn check_events(planned: &plan::Plan, host: &str) {
-    let (built, unannounceable) = events::events_for(planned, 1_764_193_200.123);
+    for transport in [events::Transport::Redis, events::Transport::DecnetBus] {
+        check_events_on(planned, host, transport);
+    }
+}
+
+fn check_events_on(planned: &plan::Plan, host: &str, transport: events::Transport) {
+    let (built, unannounceable) = events::events_for(planned, 1_764_193_200.123, transport);
     assert_eq!(built.len() + unannounceable.len(), planned.changes.len());
     let announced = planned
         .changes
@@ -182,6 +189,13 @@ fn check_events(planned: &plan::Plan, host: &str) {
         assert!(
             !event.channel.contains(['*', '>']) && !event.channel.contains(char::is_whitespace)
         );
+        if transport == events::Transport::DecnetBus {
+            assert!(
+                event.channel.bytes().all(|b| b.is_ascii_graphic()),
+                "DECNET's server would drop the connection on {:?}",
+                event.channel
+            );
+        }
         let message: Value = serde_json::from_str(&event.message).expect("an event is JSON");
         assert_eq!(message["payload"]["name"], change.name.as_str());
         assert_eq!(message["topic"], event.channel.as_str());

@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// One convergence pass over a DECNET host's state file, its fleet_deckies table
 /// and its Docker containers.
+/// The Redis the events go to when nothing names a bus.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
 #[derive(Debug, Parser)]
 #[command(name = "decnet-reconcile", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
@@ -77,16 +80,38 @@ pub struct PassArgs {
     )]
     pub docker_host: String,
 
-    /// Redis URL of the event bus.
+    /// Redis URL of the event bus (see --bus for the order of precedence).
     #[arg(
         long,
         env = "DECNET_REDIS_URL",
         value_name = "URL",
-        default_value = "redis://127.0.0.1:6379/0",
+        default_value = DEFAULT_REDIS_URL,
         global = true,
         hide_env_values = true
     )]
     pub redis_url: String,
+
+    /// The event bus: redis://… or DECNET's own bus, unix:///run/decnet/bus.sock.
+    /// Outranks --redis-url; without either, DECNET_BUS_ENABLED, DECNET_BUS_TYPE
+    /// and DECNET_BUS_SOCKET decide, as for DECNET itself.
+    #[arg(
+        long,
+        env = "DECNET_BUS_URL",
+        value_name = "URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub bus: Option<String>,
+
+    /// Publish a heartbeat on system.reconciler.health after every pass (not dry runs).
+    #[arg(
+        long,
+        env = "DECNET_RECONCILE_HEARTBEAT",
+        value_parser = parse_switch,
+        global = true,
+        hide_env_values = true
+    )]
+    pub heartbeat: bool,
 
     /// Do not publish events.
     #[arg(long, global = true)]
@@ -108,9 +133,16 @@ pub struct PassArgs {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds, global = true)]
     pub docker_timeout: Duration,
 
-    /// Longest wait for Redis before events count as lost.
-    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_seconds, global = true)]
-    pub redis_timeout: Duration,
+    /// Longest wait for the event bus before events count as lost.
+    #[arg(
+        long,
+        visible_alias = "redis-timeout",
+        value_name = "SECS",
+        default_value = "2",
+        value_parser = parse_seconds,
+        global = true
+    )]
+    pub bus_timeout: Duration,
 
     /// Longest wait for another writer's lock on the database.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds, global = true)]
@@ -144,6 +176,19 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// An on/off setting from the environment: `1`, `true`, `yes`, `on` or, off,
+/// `0`, `false`, `no`, `off` and the empty value a blank line in an environment
+/// file leaves.
+fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{text:?} is not one of 1, true, yes, on, 0, false, no, off"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +216,26 @@ mod tests {
         assert!(cli.pass.dry_run);
         assert_eq!(cli.pass.host_uuid, "h1");
         assert!(matches!(cli.command, Some(Command::Once)));
+    }
+
+    #[test]
+    fn the_old_redis_timeout_name_still_sets_the_bus_timeout() {
+        let cli = Cli::try_parse_from(["decnet-reconcile", "once", "--redis-timeout", "0.5"])
+            .expect("parses");
+        assert_eq!(cli.pass.bus_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn switches_take_the_usual_spellings() {
+        for on in ["1", "true", "YES", "on"] {
+            assert_eq!(parse_switch(on), Ok(true), "{on}");
+        }
+        for off in ["", "0", "false", "No", "off"] {
+            assert_eq!(parse_switch(off), Ok(false), "{off}");
+        }
+        assert!(parse_switch("2").is_err());
+        let cli = Cli::try_parse_from(["decnet-reconcile", "--heartbeat"]).expect("parses");
+        assert!(cli.pass.heartbeat);
     }
 
     #[test]

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, OutputFormat, PassArgs};
+use crate::cli::{Cli, Command, OutputFormat, PassArgs, DEFAULT_REDIS_URL};
 use crate::db::mysql::MySqlTarget;
 use crate::db::DbTarget;
+use crate::events::{self, Bus};
 
 /// What this invocation does.
 #[derive(Debug)]
@@ -26,13 +27,15 @@ pub struct Config {
     pub db: DbTarget,
     pub host_uuid: String,
     pub docker_host: String,
-    /// `None` with `--no-publish`.
-    pub redis_url: Option<String>,
+    /// Where events go; `None` with `--no-publish` (or DECNET's bus turned off).
+    pub bus: Option<Bus>,
+    /// Publish a heartbeat after every pass that is not dry.
+    pub heartbeat: bool,
     pub dry_run: bool,
     pub output: OutputFormat,
     pub detailed_exitcode: bool,
     pub docker_timeout: Duration,
-    pub redis_timeout: Duration,
+    pub bus_timeout: Duration,
     pub db_busy_timeout: Duration,
     pub verbosity: Verbosity,
 }
@@ -51,17 +54,34 @@ pub enum DbSource {
     EnvironmentOrDefault,
 }
 
+/// Where a value of the command line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    CommandLine,
+    Environment,
+    /// Not given: the option's default, or nothing.
+    Default,
+}
+
+/// Where `--bus` and `--redis-url` got their values: the bus is chosen by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusOrigins {
+    pub bus: Origin,
+    pub redis_url: Origin,
+}
+
 impl Task {
-    /// `env` looks up DECNET's DB variables (`std::env::var` in the binary).
+    /// `env` looks up DECNET's DB and bus variables (`std::env::var` in the binary).
     pub fn from_cli(
         cli: Cli,
         db_source: DbSource,
+        bus_origins: BusOrigins,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Task> {
         match cli.command {
             Some(Command::Completions { shell }) => Ok(Task::Completions(shell)),
             Some(Command::Once) | None => {
-                Config::from_args(cli.pass, db_source, env).map(Task::Pass)
+                Config::from_args(cli.pass, db_source, bus_origins, env).map(Task::Pass)
             }
         }
     }
@@ -94,6 +114,59 @@ pub fn command(env: impl Fn(&str) -> Option<OsString>) -> clap::Command {
         command = command.mut_arg(id, |arg| arg.env(None));
     }
     command
+}
+
+/// Chooses the bus (README, "Choosing the bus"): this tool's own options, typed
+/// then from the environment, outrank DECNET's bus variables, which outrank
+/// the default Redis. `bus` and `redis_url` are the values clap settled on.
+fn choose_bus(
+    no_publish: bool,
+    bus: Option<String>,
+    redis_url: String,
+    origins: BusOrigins,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Bus>> {
+    // A typed value counts even when empty (and is then refused); an empty
+    // variable counts as unset, which is what a blank line in an environment file means.
+    let typed = |origin: Origin| origin == Origin::CommandLine;
+    let from_env = |origin: Origin, value: &str| origin == Origin::Environment && !value.is_empty();
+    match bus {
+        _ if no_publish => Ok(None),
+        Some(url) if typed(origins.bus) => Bus::from_url(&url).map(Some).context("--bus"),
+        _ if typed(origins.redis_url) => Ok(Some(Bus::Redis(redis_url))),
+        Some(url) if from_env(origins.bus, &url) => {
+            Bus::from_url(&url).map(Some).context("DECNET_BUS_URL")
+        }
+        _ if from_env(origins.redis_url, &redis_url) => Ok(Some(Bus::Redis(redis_url))),
+        _ => decnet_bus_variables(env),
+    }
+}
+
+/// DECNET's own bus variables, read as `decnet/bus/factory.py` reads them;
+/// with none of them set, the default Redis.
+fn decnet_bus_variables(env: impl Fn(&str) -> Option<String>) -> Result<Option<Bus>> {
+    let env = |name: &str| env(name).filter(|value| !value.is_empty());
+    if env("DECNET_BUS_ENABLED").is_some_and(|enabled| enabled.eq_ignore_ascii_case("false")) {
+        return Ok(None);
+    }
+    let socket = env("DECNET_BUS_SOCKET");
+    let unix = || {
+        let path = socket.as_deref().unwrap_or(events::DECNET_BUS_SOCKET);
+        Bus::decnet_socket(path.into())
+            .map(Some)
+            .context("DECNET_BUS_SOCKET")
+    };
+    match env("DECNET_BUS_TYPE")
+        .map(|kind| kind.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("unix") => unix(),
+        // DECNET's in-process bus: nothing outside a DECNET process can hear it.
+        Some("fake") => Ok(None),
+        Some(other) => bail!("DECNET_BUS_TYPE {other:?} is not one of unix, fake"),
+        None if socket.is_some() => unix(),
+        None => Ok(Some(Bus::Redis(DEFAULT_REDIS_URL.to_owned()))),
+    }
 }
 
 /// Chooses the database as DECNET does: `DECNET_DB_TYPE=mysql` with `DECNET_DB_URL`
@@ -169,6 +242,7 @@ impl Config {
     fn from_args(
         args: PassArgs,
         db_source: DbSource,
+        bus_origins: BusOrigins,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config> {
         // An empty id would be a scope nobody owns; refuse rather than guess.
@@ -183,17 +257,19 @@ impl Config {
             (false, 0) => Verbosity::Normal,
             (false, n) => Verbosity::Verbose(n),
         };
+        let bus = choose_bus(args.no_publish, args.bus, args.redis_url, bus_origins, &env)?;
         Ok(Config {
             state_file: args.state_file,
             db: db_target(args.db, db_source, env)?,
             host_uuid: args.host_uuid,
             docker_host: args.docker_host,
-            redis_url: (!args.no_publish).then_some(args.redis_url),
+            bus,
+            heartbeat: args.heartbeat,
             dry_run: args.dry_run,
             output: args.output,
             detailed_exitcode: args.detailed_exitcode,
             docker_timeout: args.docker_timeout,
-            redis_timeout: args.redis_timeout,
+            bus_timeout: args.bus_timeout,
             db_busy_timeout: args.db_busy_timeout,
             verbosity,
         })
@@ -212,6 +288,189 @@ mod tests {
         db_target(PathBuf::from(db), source, |name| {
             vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })
+    }
+
+    /// The bus a pass would use: `bus` and `redis` as clap would hand them
+    /// over (a value and where it came from), `vars` as the environment.
+    fn bus_of(
+        no_publish: bool,
+        bus: Option<(&str, Origin)>,
+        redis: Option<(&str, Origin)>,
+        vars: &[(&str, &str)],
+    ) -> Result<Option<Bus>> {
+        let origins = BusOrigins {
+            bus: bus.map_or(Origin::Default, |(_, origin)| origin),
+            redis_url: redis.map_or(Origin::Default, |(_, origin)| origin),
+        };
+        let redis_url = redis.map_or(DEFAULT_REDIS_URL, |(url, _)| url);
+        choose_bus(
+            no_publish,
+            bus.map(|(url, _)| url.to_owned()),
+            redis_url.to_owned(),
+            origins,
+            |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            },
+        )
+    }
+
+    fn redis(url: &str) -> Option<Bus> {
+        Some(Bus::Redis(url.to_owned()))
+    }
+
+    fn unix(path: &str) -> Option<Bus> {
+        Some(Bus::DecnetUnix(PathBuf::from(path)))
+    }
+
+    const TYPED: Origin = Origin::CommandLine;
+    const ENV: Origin = Origin::Environment;
+    /// DECNET's bus variables all set, so that each line shows it outranks them.
+    const DECNET_VARS: [(&str, &str); 3] = [
+        ("DECNET_BUS_ENABLED", "true"),
+        ("DECNET_BUS_TYPE", "unix"),
+        ("DECNET_BUS_SOCKET", "/run/other/bus.sock"),
+    ];
+
+    #[test]
+    fn bus_line_1_no_publish_outranks_everything() {
+        let bus = bus_of(
+            true,
+            Some(("unix:///b.sock", TYPED)),
+            Some(("redis://r:1/0", TYPED)),
+            &DECNET_VARS,
+        );
+        assert_eq!(bus.expect("ok"), None);
+    }
+
+    #[test]
+    fn bus_line_2_a_typed_bus_outranks_a_typed_redis_url() {
+        let bus = bus_of(
+            false,
+            Some(("unix:///b.sock", TYPED)),
+            Some(("redis://r:1/0", TYPED)),
+            &DECNET_VARS,
+        );
+        assert_eq!(bus.expect("ok"), unix("/b.sock"));
+    }
+
+    #[test]
+    fn bus_line_3_a_typed_redis_url_outranks_decnet_bus_url() {
+        let bus = bus_of(
+            false,
+            Some(("unix:///b.sock", ENV)),
+            Some(("redis://r:1/0", TYPED)),
+            &DECNET_VARS,
+        );
+        assert_eq!(bus.expect("ok"), redis("redis://r:1/0"));
+    }
+
+    #[test]
+    fn bus_line_4_decnet_bus_url_outranks_decnet_redis_url() {
+        let bus = bus_of(
+            false,
+            Some(("unix:///b.sock", ENV)),
+            Some(("redis://r:1/0", ENV)),
+            &DECNET_VARS,
+        );
+        assert_eq!(bus.expect("ok"), unix("/b.sock"));
+    }
+
+    #[test]
+    fn bus_line_5_decnet_redis_url_outranks_decnets_bus_variables() {
+        let bus = bus_of(false, None, Some(("redis://r:1/0", ENV)), &DECNET_VARS);
+        assert_eq!(bus.expect("ok"), redis("redis://r:1/0"));
+    }
+
+    #[test]
+    fn bus_line_6_decnet_bus_enabled_false_publishes_nothing() {
+        let vars = [
+            ("DECNET_BUS_ENABLED", "False"),
+            ("DECNET_BUS_TYPE", "unix"),
+            ("DECNET_BUS_SOCKET", "/b.sock"),
+        ];
+        assert_eq!(bus_of(false, None, None, &vars).expect("ok"), None);
+        // As in DECNET's factory, only `false` turns the bus off.
+        let vars = [("DECNET_BUS_ENABLED", "0")];
+        assert_eq!(
+            bus_of(false, None, None, &vars).expect("ok"),
+            redis(DEFAULT_REDIS_URL)
+        );
+    }
+
+    #[test]
+    fn bus_line_7_decnet_bus_type_unix_is_decnets_socket() {
+        let vars = [("DECNET_BUS_TYPE", "UNIX")];
+        assert_eq!(
+            bus_of(false, None, None, &vars).expect("ok"),
+            unix("/run/decnet/bus.sock")
+        );
+        let vars = [
+            ("DECNET_BUS_TYPE", "unix"),
+            ("DECNET_BUS_SOCKET", "/srv/b.sock"),
+        ];
+        assert_eq!(
+            bus_of(false, None, None, &vars).expect("ok"),
+            unix("/srv/b.sock")
+        );
+    }
+
+    #[test]
+    fn bus_line_8_decnet_bus_socket_alone_is_decnets_socket() {
+        let vars = [("DECNET_BUS_SOCKET", "/srv/b.sock")];
+        assert_eq!(
+            bus_of(false, None, None, &vars).expect("ok"),
+            unix("/srv/b.sock")
+        );
+    }
+
+    #[test]
+    fn bus_line_9_decnet_bus_type_fake_publishes_nothing() {
+        let vars = [
+            ("DECNET_BUS_TYPE", "fake"),
+            ("DECNET_BUS_SOCKET", "/b.sock"),
+        ];
+        assert_eq!(bus_of(false, None, None, &vars).expect("ok"), None);
+    }
+
+    #[test]
+    fn bus_line_10_another_decnet_bus_type_is_refused() {
+        let err = bus_of(false, None, None, &[("DECNET_BUS_TYPE", "nats")]).expect_err("refused");
+        assert!(err.to_string().contains("DECNET_BUS_TYPE"), "{err}");
+    }
+
+    #[test]
+    fn bus_line_11_nothing_set_is_the_default_redis() {
+        assert_eq!(
+            bus_of(false, None, None, &[]).expect("ok"),
+            redis(DEFAULT_REDIS_URL)
+        );
+        // Empty variables count as unset.
+        let vars = [
+            ("DECNET_BUS_TYPE", ""),
+            ("DECNET_BUS_SOCKET", ""),
+            ("DECNET_BUS_ENABLED", ""),
+        ];
+        let bus = bus_of(false, Some(("", ENV)), Some(("", ENV)), &vars);
+        assert_eq!(bus.expect("ok"), redis(DEFAULT_REDIS_URL));
+    }
+
+    #[test]
+    fn a_bad_bus_names_where_it_came_from() {
+        let typed = bus_of(false, Some(("nats://x", TYPED)), None, &[]).expect_err("refused");
+        assert!(format!("{typed:#}").starts_with("--bus: "), "{typed:#}");
+        let typed_empty = bus_of(false, Some(("", TYPED)), None, &[]).expect_err("refused");
+        assert!(format!("{typed_empty:#}").starts_with("--bus: "));
+        let from_env = bus_of(false, Some(("unix:rel", ENV)), None, &[]).expect_err("refused");
+        assert!(
+            format!("{from_env:#}").starts_with("DECNET_BUS_URL: "),
+            "{from_env:#}"
+        );
+        let long_socket = "/".repeat(200);
+        let socket = [("DECNET_BUS_SOCKET", long_socket.as_str())];
+        let from_decnet = bus_of(false, None, None, &socket).expect_err("refused");
+        assert!(format!("{from_decnet:#}").starts_with("DECNET_BUS_SOCKET: "));
     }
 
     #[test]

@@ -1,12 +1,26 @@
-//! The event bus: one Redis `PUBLISH` per written row, after the commit (SPEC §6).
+//! The event bus: one event per written row, after the commit (SPEC §6), and
+//! the optional heartbeat, on Redis pub/sub or on DECNET's own Unix-socket bus.
 //! An event is a notification that may be lost, never one for a change not written.
+//! This module owns what is common to both transports — the envelope, the
+//! channel rules and the choice of bus; each transport is a submodule.
 
+mod decnet_bus;
+mod redis;
+
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
+use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::plan::{ChangeKind, Plan};
+use crate::plan::{Action, ChangeKind, Plan};
+
+/// Where DECNET's `decnet bus` listens unless `DECNET_BUS_SOCKET` says otherwise.
+pub const DECNET_BUS_SOCKET: &str = "/run/decnet/bus.sock";
+
+/// The channel of the heartbeat, where DECNET's Workers panel listens for its reconciler.
+pub const HEARTBEAT_CHANNEL: &str = "system.reconciler.health";
 
 /// One message ready to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,23 +29,146 @@ pub struct Event {
     pub message: String,
 }
 
-/// A change that cannot be announced because its channel name would be ambiguous.
+/// A change that cannot be announced on the configured bus, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unannounceable {
     pub host_uuid: String,
     pub name: String,
+    pub reason: &'static str,
+}
+
+/// The bus a pass announces its changes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bus {
+    /// Redis pub/sub at this URL.
+    Redis(String),
+    /// DECNET's own bus: `decnet bus` serving this Unix socket.
+    DecnetUnix(PathBuf),
+}
+
+/// The kind of a bus, which decides what its channel names may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Redis,
+    DecnetBus,
+}
+
+impl Bus {
+    /// Parses a `--bus` value: `redis://…` (and the redis crate's other
+    /// `redis…` schemes), or DECNET's bus as `unix:///path` or `unix:/path`.
+    pub fn from_url(url: &str) -> anyhow::Result<Bus> {
+        if let Some(rest) = url.strip_prefix("unix:") {
+            // `unix:///p` and `unix:/p` both leave an absolute path once the
+            // empty authority `//` is gone; `unix://host/p` names a host.
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if !path.starts_with('/') {
+                bail!("a unix: bus URL needs an absolute socket path, as in unix:///run/decnet/bus.sock");
+            }
+            return Bus::decnet_socket(PathBuf::from(path));
+        }
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some(scheme) if scheme.starts_with("redis") => {
+                ::redis::Client::open(url)
+                    .with_context(|| format!("{} is not a Redis URL", shown(url)))?;
+                Ok(Bus::Redis(url.to_owned()))
+            }
+            _ => bail!(
+                "{} is not a bus URL: use redis://HOST:PORT/DB or unix:///PATH/bus.sock",
+                shown(url)
+            ),
+        }
+    }
+
+    /// DECNET's bus at `path`, refused when no Unix socket address can hold it.
+    pub fn decnet_socket(path: PathBuf) -> anyhow::Result<Bus> {
+        if path.as_os_str().is_empty() {
+            bail!("the bus socket path is empty");
+        }
+        // sun_path holds 108 bytes with the terminating NUL: a longer path can never connect.
+        if path.as_os_str().len() > 107 {
+            bail!(
+                "the bus socket path {:?} is longer than the 107 bytes a Unix socket address holds",
+                crate::terminal::escape(&path.to_string_lossy())
+            );
+        }
+        Ok(Bus::DecnetUnix(path))
+    }
+
+    pub fn transport(&self) -> Transport {
+        match self {
+            Bus::Redis(_) => Transport::Redis,
+            Bus::DecnetUnix(_) => Transport::DecnetBus,
+        }
+    }
+}
+
+/// A bus value fit for a message: a password redacted, control characters escaped.
+fn shown(url: &str) -> String {
+    if url.contains('@') {
+        crate::terminal::redact_url(url)
+    } else {
+        format!("{:?}", crate::terminal::escape(url))
+    }
+}
+
+/// How the bus is named in warnings: no password, no raw control characters.
+impl fmt::Display for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bus::Redis(url) => write!(f, "Redis at {}", crate::terminal::redact_url(url)),
+            Bus::DecnetUnix(path) => write!(
+                f,
+                "DECNET's bus at {}",
+                crate::terminal::escape(&path.to_string_lossy())
+            ),
+        }
+    }
+}
+
+impl Transport {
+    /// Why a host id or decky name cannot be part of a channel on this bus, if it cannot.
+    fn refuses_segment(self, segment: &str) -> Option<&'static str> {
+        if !channel_safe(segment) {
+            return Some("the name cannot form a channel");
+        }
+        // DECNET's server decodes a frame's header as strict ASCII and drops the
+        // connection on anything else, which would lose every later event of the
+        // pass; its topic tokenizer (Python's `str.isspace`) also splits on
+        // ASCII separators that Rust does not count as whitespace.
+        if self == Transport::DecnetBus && !segment.bytes().all(|b| b.is_ascii_graphic()) {
+            return Some("DECNET's bus carries only printable ASCII channel names");
+        }
+        None
+    }
 }
 
 /// The envelope DECNET's consumers read.
 #[derive(Serialize)]
-struct Envelope<'a> {
+struct Envelope<'a, P> {
     v: u8,
     id: String,
     topic: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
     ts: f64,
-    payload: Payload<'a>,
+    payload: P,
+}
+
+impl<P: Serialize> Envelope<'_, P> {
+    fn event(channel: String, kind: &'static str, ts: f64, payload: P) -> Event {
+        let envelope = Envelope {
+            v: 1,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            topic: &channel,
+            kind,
+            ts,
+            payload,
+        };
+        let message = serde_json::to_string(&envelope)
+            .unwrap_or_else(|err| unreachable!("serializing an event: {err}"));
+        Event { channel, message }
+    }
 }
 
 #[derive(Serialize)]
@@ -45,15 +182,20 @@ struct Payload<'a> {
     previous_state: Option<&'a str>,
 }
 
-/// Builds the events of a written plan; `ts` is the commit time in epoch seconds.
-pub fn events_for(plan: &Plan, ts: f64) -> (Vec<Event>, Vec<Unannounceable>) {
+/// Builds the events of a written plan for a bus of `transport`; `ts` is the
+/// commit time in epoch seconds.
+pub fn events_for(plan: &Plan, ts: f64, transport: Transport) -> (Vec<Event>, Vec<Unannounceable>) {
     let mut events = Vec::with_capacity(plan.changes.len());
     let mut unannounceable = Vec::new();
     for change in &plan.changes {
-        if !channel_safe(&change.host_uuid) || !channel_safe(&change.name) {
+        let refusal = transport
+            .refuses_segment(&change.host_uuid)
+            .or_else(|| transport.refuses_segment(&change.name));
+        if let Some(reason) = refusal {
             unannounceable.push(Unannounceable {
                 host_uuid: change.host_uuid.clone(),
                 name: change.name.clone(),
+                reason,
             });
             continue;
         }
@@ -67,24 +209,15 @@ pub fn events_for(plan: &Plan, ts: f64) -> (Vec<Event>, Vec<Unannounceable>) {
             ChangeKind::Update { .. } => ("config_changed", None),
         };
         let channel = format!("decky.{}:{}.state", change.host_uuid, change.name);
-        let envelope = Envelope {
-            v: 1,
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            topic: &channel,
-            kind: "state",
-            ts,
-            payload: Payload {
-                host_uuid: &change.host_uuid,
-                name: &change.name,
-                state: change.state(),
-                transition,
-                source: "fleet",
-                previous_state,
-            },
+        let payload = Payload {
+            host_uuid: &change.host_uuid,
+            name: &change.name,
+            state: change.state(),
+            transition,
+            source: "fleet",
+            previous_state,
         };
-        let message = serde_json::to_string(&envelope)
-            .unwrap_or_else(|err| unreachable!("serializing an event: {err}"));
-        events.push(Event { channel, message });
+        events.push(Envelope::event(channel, "state", ts, payload));
     }
     (events, unannounceable)
 }
@@ -97,36 +230,85 @@ fn channel_safe(segment: &str) -> bool {
             .any(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace())
 }
 
-/// Publishes every event in one pipelined round trip, within `timeout` in all.
-/// Returns how many were delivered; on error none count as delivered.
-pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> redis::RedisResult<usize> {
-    if events.is_empty() {
-        return Ok(0);
-    }
-    let exchange = async {
-        let client = redis::Client::open(url)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let mut connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        let mut pipeline = redis::pipe();
-        for event in events {
-            pipeline.publish(&event.channel, &event.message).ignore();
+/// What the heartbeat tells DECNET's Workers panel about the pass just made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health<'a> {
+    pub host_uuid: &'a str,
+    pub inserted: usize,
+    pub deleted: usize,
+    pub updated: usize,
+    /// `ok` or `unknown`, as in the JSON report.
+    pub docker: &'static str,
+    pub duration_ms: u64,
+}
+
+impl<'a> Health<'a> {
+    pub fn of(plan: &Plan, host_uuid: &'a str, docker_known: bool, duration: Duration) -> Self {
+        Health {
+            host_uuid,
+            inserted: plan.count(Action::Inserted),
+            deleted: plan.count(Action::Deleted),
+            updated: plan.count(Action::Updated),
+            docker: if docker_known { "ok" } else { "unknown" },
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         }
-        pipeline.query_async::<()>(&mut connection).await?;
-        Ok(events.len())
+    }
+}
+
+/// DECNET's heartbeat payload, `{"worker": …, "ts": …}`, with the pass's figures after.
+#[derive(Serialize)]
+struct HeartbeatPayload<'a> {
+    worker: &'static str,
+    ts: f64,
+    #[serde(flatten)]
+    health: &'a Health<'a>,
+}
+
+/// The heartbeat event of a pass: type `health`, as DECNET's workers send it
+/// (`decnet/bus/publish.py`), so its `WorkerRegistry` counts the reconciler alive.
+pub fn heartbeat(health: &Health<'_>, ts: f64) -> Event {
+    let payload = HeartbeatPayload {
+        worker: "reconciler",
+        ts,
+        health,
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or_else(|_| {
-            Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "no answer",
-                format!("within {timeout:?}"),
-            )))
-        })
+    Envelope::event(HEARTBEAT_CHANNEL.to_owned(), "health", ts, payload)
+}
+
+/// What became of the events handed to [`publish`] when the bus took the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Indexes of the events lost on their own: DECNET's bus refuses a frame
+    /// over its size limits, and sending it would lose every later event.
+    pub too_large: Vec<usize>,
+}
+
+/// Why a bus took none of the events.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Redis(#[from] ::redis::RedisError),
+    #[error(transparent)]
+    DecnetBus(#[from] decnet_bus::BusError),
+}
+
+/// Publishes `events` in order on one connection, within `timeout` in all.
+/// Nothing to publish opens no connection. On error none count as delivered.
+pub async fn publish(
+    bus: &Bus,
+    timeout: Duration,
+    events: &[Event],
+) -> Result<Delivery, PublishError> {
+    if events.is_empty() {
+        return Ok(Delivery::default());
+    }
+    match bus {
+        Bus::Redis(url) => {
+            redis::publish(url, timeout, events).await?;
+            Ok(Delivery::default())
+        }
+        Bus::DecnetUnix(socket) => Ok(decnet_bus::publish(socket, timeout, events).await?),
+    }
 }
 
 #[cfg(test)]
@@ -140,5 +322,75 @@ mod tests {
         }
         assert!(channel_safe("decky-01"));
         assert!(channel_safe("local"));
+    }
+
+    #[test]
+    fn decnet_bus_channels_are_printable_ascii_only() {
+        for bad in ["dé", "a\u{1c}b", "nul\0", "esc\u{1b}"] {
+            assert!(
+                Transport::DecnetBus.refuses_segment(bad).is_some(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(Transport::Redis.refuses_segment("dé"), None);
+        assert_eq!(Transport::DecnetBus.refuses_segment("decky-01:x_y"), None);
+    }
+
+    #[test]
+    fn bus_urls_name_redis_or_decnets_socket() {
+        assert_eq!(
+            Bus::from_url("unix:///run/decnet/bus.sock").expect("ok"),
+            Bus::DecnetUnix(PathBuf::from("/run/decnet/bus.sock"))
+        );
+        assert_eq!(
+            Bus::from_url("unix:/tmp/b.sock").expect("ok"),
+            Bus::DecnetUnix(PathBuf::from("/tmp/b.sock"))
+        );
+        assert_eq!(
+            Bus::from_url("redis://:pw@127.0.0.1:6379/0").expect("ok"),
+            Bus::Redis("redis://:pw@127.0.0.1:6379/0".to_owned())
+        );
+        let long = format!("unix:///{}", "s".repeat(120));
+        for bad in [
+            "",
+            "/run/decnet/bus.sock",
+            "unix://host/bus.sock",
+            "unix:relative.sock",
+            "nats://127.0.0.1:4222",
+            "redis://[::1",
+            long.as_str(),
+        ] {
+            assert!(Bus::from_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bus_warnings_hide_passwords() {
+        let bus = Bus::from_url("redis://:s3cret@127.0.0.1:6379/0").expect("ok");
+        assert_eq!(bus.to_string(), "Redis at redis://:***@127.0.0.1:6379/0");
+        let bus = Bus::from_url("unix:///run/decnet/bus.sock").expect("ok");
+        assert_eq!(bus.to_string(), "DECNET's bus at /run/decnet/bus.sock");
+    }
+
+    #[test]
+    fn the_heartbeat_is_decnets_health_event_with_the_pass_figures() {
+        let health = Health {
+            host_uuid: "local",
+            inserted: 1,
+            deleted: 2,
+            updated: 3,
+            docker: "ok",
+            duration_ms: 12,
+        };
+        let event = heartbeat(&health, 1_764_193_200.5);
+        assert_eq!(event.channel, "system.reconciler.health");
+        let message: serde_json::Value = serde_json::from_str(&event.message).expect("JSON");
+        assert_eq!(message["type"], "health");
+        assert_eq!(message["topic"], "system.reconciler.health");
+        assert_eq!(
+            message["payload"],
+            serde_json::json!({"worker": "reconciler", "ts": 1_764_193_200.5, "host_uuid": "local",
+                "inserted": 1, "deleted": 2, "updated": 3, "docker": "ok", "duration_ms": 12})
+        );
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use decnet_reconcile::cli::{Cli, OutputFormat};
-use decnet_reconcile::config::{self, Config, DbSource, Task, Verbosity};
+use decnet_reconcile::config::{self, BusOrigins, Config, DbSource, Origin, Task, Verbosity};
 use decnet_reconcile::exit_codes::ExitCode;
 use decnet_reconcile::terminal::{self, Secrets, StderrSink};
 use decnet_reconcile::{pass, render};
@@ -21,8 +21,8 @@ fn main() -> std::process::ExitCode {
     let stderr = StderrSink::new(Arc::clone(&secrets), false);
     let parsed = config::command(|name| std::env::var_os(name))
         .try_get_matches()
-        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, db_source(&matches))));
-    let (cli, db_source) = match parsed {
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, origins(&matches))));
+    let (cli, (db_source, bus_origins)) = match parsed {
         Ok(parsed) => parsed,
         // Usage errors are 1, not clap's 2: 2 means drift.
         Err(err) if err.use_stderr() => {
@@ -34,7 +34,7 @@ fn main() -> std::process::ExitCode {
             return ExitCode::Success.into();
         }
     };
-    match run(cli, db_source, &secrets) {
+    match run(cli, db_source, bus_origins, &secrets) {
         Ok(code) => code.into(),
         Err(err) => {
             stderr.line(&format!("decnet-reconcile: error: {err:#}"));
@@ -43,21 +43,43 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Whether `--db` was typed (before or after `once`), which outranks DECNET's DB variables.
-fn db_source(matches: &ArgMatches) -> DbSource {
+/// Where `--db`, `--bus` and `--redis-url` got their values: typed ones outrank
+/// DECNET's variables.
+fn origins(matches: &ArgMatches) -> (DbSource, BusOrigins) {
+    let db_source = match origin(matches, "db") {
+        Origin::CommandLine => DbSource::CommandLine,
+        Origin::Environment | Origin::Default => DbSource::EnvironmentOrDefault,
+    };
+    let bus_origins = BusOrigins {
+        bus: origin(matches, "bus"),
+        redis_url: origin(matches, "redis_url"),
+    };
+    (db_source, bus_origins)
+}
+
+/// Where argument `id` got its value, typed before or after `once`.
+fn origin(matches: &ArgMatches, id: &str) -> Origin {
     let subcommand = matches.subcommand().map(|(_, sub)| sub);
-    let typed = std::iter::once(matches)
+    let sources: Vec<ValueSource> = std::iter::once(matches)
         .chain(subcommand)
-        .any(|m| m.value_source("db") == Some(ValueSource::CommandLine));
-    if typed {
-        DbSource::CommandLine
+        .filter_map(|m| m.value_source(id))
+        .collect();
+    if sources.contains(&ValueSource::CommandLine) {
+        Origin::CommandLine
+    } else if sources.contains(&ValueSource::EnvVariable) {
+        Origin::Environment
     } else {
-        DbSource::EnvironmentOrDefault
+        Origin::Default
     }
 }
 
-fn run(cli: Cli, db_source: DbSource, secrets: &Arc<Secrets>) -> Result<ExitCode> {
-    match Task::from_cli(cli, db_source, |name| std::env::var(name).ok())? {
+fn run(
+    cli: Cli,
+    db_source: DbSource,
+    bus_origins: BusOrigins,
+    secrets: &Arc<Secrets>,
+) -> Result<ExitCode> {
+    match Task::from_cli(cli, db_source, bus_origins, |name| std::env::var(name).ok())? {
         Task::Completions(shell) => {
             // Generated into memory: clap_complete panics on a failed write.
             let mut script = Vec::new();

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::db;
-use crate::events;
+use crate::events::{self, Bus};
 use crate::plan::{self, DockerView, FleetRow, Plan};
 use crate::state_file;
 
@@ -17,11 +17,23 @@ pub struct PassReport {
     pub host_uuid: String,
     pub docker_known: bool,
     pub plan: Plan,
+    /// Change events the bus took; the heartbeat is not counted here.
     pub published: usize,
+    /// Change events lost.
     pub publish_failed: usize,
+    /// `None` when no heartbeat was asked for (or the pass was dry, or publishes nothing).
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// What became of a pass's heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    Sent,
+    Lost,
 }
 
 pub fn run(config: &Config) -> Result<PassReport> {
+    let started = std::time::Instant::now();
     let desired = state_file::read(&config.state_file)?;
     if !desired.unknown_fields.is_empty() {
         // Debug-quoted: a field name is file content and must not forge a log line.
@@ -71,10 +83,11 @@ pub fn run(config: &Config) -> Result<PassReport> {
         plan,
         published: 0,
         publish_failed: 0,
+        heartbeat: None,
     };
     if !config.dry_run {
-        if let Some(url) = &config.redis_url {
-            announce(&runtime, url, config, &mut report);
+        if let Some(bus) = &config.bus {
+            announce(&runtime, bus, config, started, &mut report);
         }
     }
     Ok(report)
@@ -102,30 +115,70 @@ fn list_containers(runtime: &tokio::runtime::Runtime, config: &Config) -> Docker
     }
 }
 
-/// Publishes the committed changes; a lost event is a warning, never an error.
+/// Publishes the committed changes, then the heartbeat when asked for, on one
+/// connection; a lost event is a warning, never an error.
 fn announce(
     runtime: &tokio::runtime::Runtime,
-    url: &str,
+    bus: &Bus,
     config: &Config,
+    started: std::time::Instant,
     report: &mut PassReport,
 ) {
     let ts = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
-    let (events, unannounceable) = events::events_for(&report.plan, ts);
+    let (mut events, unannounceable) = events::events_for(&report.plan, ts, bus.transport());
     for skipped in &unannounceable {
         warn!(
-            "decky {:?} of host {:?} was written but not announced: the name cannot form a channel",
-            skipped.name, skipped.host_uuid
+            "decky {:?} of host {:?} was written but not announced on {bus}: {}",
+            skipped.name, skipped.host_uuid, skipped.reason
         );
     }
-    match runtime.block_on(events::publish(url, config.redis_timeout, &events)) {
-        Ok(published) => report.published = published,
-        Err(err) => {
-            report.publish_failed = events.len();
-            warn!(
-                "Redis at {} failed ({err}): {} event(s) lost; the database is converged all the same",
-                crate::terminal::redact_url(url),
-                events.len()
-            );
+    let changes = events.len();
+    if config.heartbeat {
+        let health = events::Health::of(
+            &report.plan,
+            &report.host_uuid,
+            report.docker_known,
+            started.elapsed(),
+        );
+        events.push(events::heartbeat(&health, ts));
+    }
+    let lost: Vec<usize> = match runtime.block_on(events::publish(bus, config.bus_timeout, &events))
+    {
+        Ok(delivery) => {
+            for &index in &delivery.too_large {
+                warn!(
+                    "the event on {} is over the size limits of {bus}: lost",
+                    crate::terminal::escape(&abbreviated(&events[index].channel))
+                );
+            }
+            delivery.too_large
         }
+        Err(err) => {
+            let what = match (changes, config.heartbeat) {
+                (0, true) => "the heartbeat".to_owned(),
+                (changes, true) => format!("{changes} event(s) and the heartbeat"),
+                (changes, false) => format!("{changes} event(s)"),
+            };
+            warn!("{bus} failed ({err}): {what} lost; the database is converged all the same");
+            (0..events.len()).collect()
+        }
+    };
+    report.publish_failed = lost.iter().filter(|&&index| index < changes).count();
+    report.published = changes - report.publish_failed;
+    if config.heartbeat {
+        report.heartbeat = Some(if lost.contains(&changes) {
+            Heartbeat::Lost
+        } else {
+            Heartbeat::Sent
+        });
+    }
+}
+
+/// A channel short enough for a log line: a decky name may be kilobytes long.
+fn abbreviated(channel: &str) -> String {
+    const SHOWN: usize = 80;
+    match channel.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}… ({} bytes)", &channel[..end], channel.len()),
+        None => channel.to_owned(),
     }
 }

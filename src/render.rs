@@ -8,7 +8,7 @@ use serde::Serialize;
 use tabled::builder::Builder;
 use tabled::settings::Style as TableStyle;
 
-use crate::pass::PassReport;
+use crate::pass::{Heartbeat, PassReport};
 use crate::plan::{Action, Change, ChangeKind, SkippedDecky};
 use crate::terminal::escape;
 
@@ -108,6 +108,8 @@ struct JsonReport<'a> {
     counts: Counts,
     published: usize,
     publish_failed: usize,
+    /// `"sent"` or `"lost"`; `null` when no heartbeat was due.
+    heartbeat: Option<&'static str>,
     skipped: &'a [SkippedDecky],
 }
 
@@ -158,6 +160,10 @@ pub fn json(report: &PassReport) -> String {
         },
         published: report.published,
         publish_failed: report.publish_failed,
+        heartbeat: report.heartbeat.map(|heartbeat| match heartbeat {
+            Heartbeat::Sent => "sent",
+            Heartbeat::Lost => "lost",
+        }),
         skipped: &plan.skipped,
     };
     let mut text = serde_json::to_string(&document)

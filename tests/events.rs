@@ -366,3 +366,91 @@ fn messages_parse_as_decnet_consumers_expect() {
         );
     }
 }
+
+/// Every message on the decky channels of `host` and on the heartbeat
+/// channel, in the order Redis delivered them (one connection, raw `PSUBSCRIBE`).
+fn subscribe_with_heartbeat(host: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
+    let client = redis::Client::open(REDIS_URL).expect("redis URL");
+    let mut connection = client
+        .get_connection()
+        .expect("Redis is required on 127.0.0.1:6379 (scripts/services starts it)");
+    let patterns = [
+        format!("decky.{host}:*"),
+        "system.reconciler.health".to_owned(),
+    ];
+    connection
+        .send_packed_command(&redis::cmd("PSUBSCRIBE").arg(&patterns).get_packed_command())
+        .expect("psubscribe");
+    for _ in &patterns {
+        connection.recv_response().expect("psubscribe confirmed");
+    }
+    let (sender, messages) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(reply) = connection.recv_response() {
+            let Some(message) = redis::Msg::from_value(&reply) else {
+                continue;
+            };
+            let payload: String = message.get_payload().expect("payload");
+            let value: Value = serde_json::from_str(&payload).expect("message is JSON");
+            if sender
+                .send((message.get_channel_name().to_owned(), value))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    messages
+}
+
+#[test]
+fn the_heartbeat_follows_the_change_events_on_redis_too() {
+    let env = events_env("ev-heartbeat");
+    let messages = subscribe_with_heartbeat(&env.host);
+    let ours = |(channel, message): &(String, Value)| {
+        channel.starts_with("decky.") || message["payload"]["host_uuid"] == env.host.as_str()
+    };
+    let drain = || -> Vec<(String, Value)> {
+        std::iter::from_fn(|| messages.recv_timeout(Duration::from_millis(500)).ok())
+            .filter(ours)
+            .collect()
+    };
+    let name = env.name("d");
+    env.write_state(&[env.decky(&name, &["ssh"])]);
+
+    let run = publish(&env, &["--heartbeat", "--output", "json"]).expect_code(0);
+    assert_eq!(run.json()["published"], 1);
+    assert_eq!(run.json()["heartbeat"], "sent");
+    let received = drain();
+    let channels: Vec<&str> = received.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        channels,
+        [
+            format!("decky.{}:{name}.state", env.host).as_str(),
+            "system.reconciler.health"
+        ]
+    );
+    let heartbeat = &received[1].1;
+    assert_eq!(heartbeat["type"], "health");
+    assert_eq!(heartbeat["topic"], "system.reconciler.health");
+    let payload = &heartbeat["payload"];
+    assert_eq!(payload["worker"], "reconciler");
+    assert!(payload["ts"].is_f64());
+    assert_eq!(
+        (
+            &payload["inserted"],
+            &payload["deleted"],
+            &payload["updated"]
+        ),
+        (&json!(1), &json!(0), &json!(0))
+    );
+    assert!(payload["duration_ms"].is_u64(), "{payload}");
+
+    // Converged, a pass still beats; a dry run does not.
+    publish(&env, &["--heartbeat"]).expect_code(0);
+    publish(&env, &["--heartbeat", "--dry-run"]).expect_code(0);
+    let received = drain();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].0, "system.reconciler.health");
+    assert_eq!(received[0].1["payload"]["inserted"], 0);
+}

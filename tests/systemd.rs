@@ -118,11 +118,11 @@ fn service_is_a_quiet_oneshot_pass_as_an_unprivileged_docker_user() {
     let bounds = cli.pass.docker_timeout
         + cli.pass.db_busy_timeout
         + decnet_reconcile::db::mysql::ANSWER_SLACK
-        + cli.pass.redis_timeout
+        + cli.pass.bus_timeout
         + Duration::from_secs(2);
     assert!(
         bounds < Duration::from_secs(seconds.into()),
-        "Docker, DB lock and Redis may take {bounds:?} together, over TimeoutStartSec={timeout}"
+        "Docker, DB lock and the bus may take {bounds:?} together, over TimeoutStartSec={timeout}"
     );
     assert!(
         !unit
@@ -239,6 +239,120 @@ fn exec_start_stays_inside_the_units_sandbox() {
             call.line
         );
     }
+}
+
+#[test]
+fn service_is_ordered_after_decnets_bus_without_needing_it() {
+    let unit = UnitFile::read(SERVICE);
+    assert!(
+        unit.words("Unit", "After")
+            .contains(&"decnet-bus.service".to_owned()),
+        "a pass should start after DECNET's bus, so its events find it"
+    );
+    // A host without DECNET's bus must still run passes: ordering only.
+    for dependency in [
+        "Wants",
+        "Requires",
+        "Requisite",
+        "BindsTo",
+        "PartOf",
+        "Upholds",
+    ] {
+        assert!(
+            !unit
+                .words("Unit", dependency)
+                .iter()
+                .any(|unit| unit.starts_with("decnet-bus")),
+            "{dependency}= would tie the pass to DECNET's bus"
+        );
+    }
+}
+
+/// `ProtectSystem=strict` leaves `/run` a read-only bind mount. The service's
+/// `ExecStart=`, as its user, still reaches DECNET's bus under it: connecting
+/// to a Unix socket needs write permission on the socket, which a read-only
+/// mount does not take away (it refuses writes to files, directories and
+/// links only). Here `unshare -m` and `mount --bind -o ro` stand in for
+/// systemd's namespace, which a machine without systemd as PID 1 cannot make.
+#[test]
+fn exec_start_reaches_decnets_bus_on_a_read_only_run_directory() {
+    assert!(
+        running_as_root(),
+        "this test mounts (as bash scripts/test runs it: as root)"
+    );
+    let pass = ServicePass::new();
+    let run = pass.dir.path().join("run");
+    let socket_dir = run.join("decnet");
+    std::fs::create_dir_all(&socket_dir).expect("mkdir run/decnet");
+    let socket = socket_dir.join("bus.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind the bus socket");
+    // As `decnet bus` leaves it: mode 0660, group decnet (here the service user's group).
+    std::os::unix::fs::chown(&socket, Some(0), Some(SERVICE_UID)).expect("chown the socket");
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+        .expect("chmod the socket");
+    let (frames_tx, frames) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        let mut received = Vec::new();
+        let mut buffer = [0_u8; 4096];
+        // Read up to BYE, then close: the tool's sign that the bus read it all.
+        while !received.ends_with(b"BYE\n\0\0\0\0") {
+            match std::io::Read::read(&mut stream, &mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+        let _ = frames_tx.send(received);
+    });
+
+    let mut inner = pass.command(&[]);
+    inner.args(["--heartbeat", "--output", "json", "--bus"]);
+    inner.arg(format!("unix://{}", socket.display()));
+    // Mount run/ read-only in a namespace of its own, prove it refuses a
+    // write, then run the pass (setpriv and all) inside it.
+    let script = r#"mount --bind -o ro "$0" "$0" || exit 96
+if out=$(touch "$0/decnet/probe" 2>&1); then echo "$0 is still writable" >&2; exit 97; fi
+case "$out" in *"Read-only file system"*) ;; *) echo "$out" >&2; exit 98 ;; esac
+exec "$@""#;
+    let mut outer = Command::new("unshare");
+    outer
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(&run)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(pass.dir.path());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(value) => outer.env(name, value),
+            None => outer.env_remove(name),
+        };
+    }
+    let output = outer.output().expect("run unshare (util-linux)");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        (report["published"].as_u64(), report["heartbeat"].as_str()),
+        (Some(2), Some("sent")),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let frames = frames
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the bus got a connection");
+    let text = String::from_utf8_lossy(&frames);
+    assert!(text.starts_with("HELLO decnet-reconcile["), "{text}");
+    assert_eq!(text.matches("PUB decky.").count(), 2, "{text}");
+    assert!(text.contains("PUB system.reconciler.health\n"), "{text}");
 }
 
 const SYSTEMD_ANALYZE_MISSING: &str =

@@ -50,13 +50,18 @@ macro_rules! on_both_backends {
 }
 
 /// The environment variables the binary reads; cleared so the caller's shell cannot leak in.
-const TOOL_ENV: [&str; 6] = [
+const TOOL_ENV: [&str; 11] = [
     "DECNET_STATE_FILE",
     "DECNET_DB_PATH",
     "DECNET_HOST_UUID",
     "DOCKER_HOST",
     "DECNET_REDIS_URL",
     "NO_COLOR",
+    "DECNET_BUS_URL",
+    "DECNET_BUS_TYPE",
+    "DECNET_BUS_SOCKET",
+    "DECNET_BUS_ENABLED",
+    "DECNET_RECONCILE_HEARTBEAT",
 ];
 
 /// A running-or-not state a test container is put in.
@@ -175,6 +180,11 @@ impl TestEnv {
         let mut command = self.base_command();
         command.args(["--redis-url", url, "--redis-timeout", "1"]);
         command
+    }
+
+    /// The same, with no bus option at all: the environment the caller sets chooses the bus.
+    pub fn command_choosing_the_bus_by_environment(&self) -> Command {
+        self.base_command()
     }
 
     fn base_command(&self) -> Command {

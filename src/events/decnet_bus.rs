@@ -1,0 +1,132 @@
+//! DECNET's own bus, as `decnet bus` serves it on a Unix socket
+//! (`decnet/bus/protocol.py`): a frame is an ASCII header line `VERB args\n`,
+//! a 4-byte big-endian body length and the JSON body. A pass sends `HELLO`,
+//! one `PUB <channel>` per event, then `BYE`, on one connection.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tracing::debug;
+
+use super::{Delivery, Event};
+
+/// DECNET's server drops the connection on a header line longer than this, newline included…
+const MAX_HEADER_BYTES: usize = 4096;
+/// …or on a body longer than this.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect: {0}")]
+    Connect(io::Error),
+    #[error("sending the events: {0}")]
+    Send(io::Error),
+    #[error("the connection broke before the bus had read every event: {0}")]
+    Dropped(io::Error),
+    #[error("the bus did not read every event and close the connection within {0:?}")]
+    NoClose(Duration),
+}
+
+/// Publishes `events` in order, within `timeout` in all. The bus never
+/// acknowledges a frame; it closes the connection once it has read `BYE`, so
+/// that close is the sign that every event reached it. Events whose frame
+/// exceeds DECNET's limits are left out (the server would drop the connection,
+/// losing every later event) and reported in the returned `Delivery`.
+pub async fn publish(
+    socket: &Path,
+    timeout: Duration,
+    events: &[Event],
+) -> Result<Delivery, BusError> {
+    let mut delivery = Delivery::default();
+    let mut wire = Vec::new();
+    push_frame(
+        &mut wire,
+        "HELLO",
+        &format!("decnet-reconcile[{}]", std::process::id()),
+        b"",
+    );
+    for (index, event) in events.iter().enumerate() {
+        if fits("PUB", &event.channel, event.message.as_bytes()) {
+            push_frame(&mut wire, "PUB", &event.channel, event.message.as_bytes());
+        } else {
+            delivery.too_large.push(index);
+        }
+    }
+    if delivery.too_large.len() == events.len() {
+        return Ok(delivery);
+    }
+    push_frame(&mut wire, "BYE", "", b"");
+    let frames = events.len() - delivery.too_large.len();
+    let exchange = async {
+        let mut stream = UnixStream::connect(socket)
+            .await
+            .map_err(BusError::Connect)?;
+        stream.write_all(&wire).await.map_err(BusError::Send)?;
+        debug!(
+            "{frames} event(s) written to {}; waiting for the bus to close the connection",
+            crate::terminal::escape(&socket.to_string_lossy())
+        );
+        // A server that read every frame closes cleanly (end of file); one that
+        // died with frames unread resets the connection. A publisher is sent
+        // nothing, but whatever comes is read and dropped until the close.
+        let mut discard = [0_u8; 512];
+        loop {
+            match stream.read(&mut discard).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(err) => return Err(BusError::Dropped(err)),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(BusError::NoClose(timeout)))?;
+    Ok(delivery)
+}
+
+/// Whether DECNET's server accepts a frame of `verb args` with this body.
+fn fits(verb: &str, args: &str, body: &[u8]) -> bool {
+    header(verb, args).len() <= MAX_HEADER_BYTES && body.len() <= MAX_BODY_BYTES
+}
+
+fn header(verb: &str, args: &str) -> String {
+    if args.is_empty() {
+        format!("{verb}\n")
+    } else {
+        format!("{verb} {args}\n")
+    }
+}
+
+/// Appends one frame; the caller has checked it `fits`, so its length fits in 4 bytes.
+fn push_frame(wire: &mut Vec<u8>, verb: &str, args: &str, body: &[u8]) {
+    wire.extend_from_slice(header(verb, args).as_bytes());
+    let length = u32::try_from(body.len())
+        .unwrap_or_else(|_| unreachable!("a frame body over 4 GiB: {}", body.len()));
+    wire.extend_from_slice(&length.to_be_bytes());
+    wire.extend_from_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_header_line_length_and_body() {
+        let mut wire = Vec::new();
+        push_frame(&mut wire, "PUB", "decky.local:d1.state", b"{}");
+        push_frame(&mut wire, "BYE", "", b"");
+        assert_eq!(wire, b"PUB decky.local:d1.state\n\0\0\0\x02{}BYE\n\0\0\0\0");
+    }
+
+    #[test]
+    fn frames_over_decnets_limits_do_not_fit() {
+        let topic = "t".repeat(MAX_HEADER_BYTES - "PUB \n".len());
+        assert!(fits("PUB", &topic, b"{}"));
+        assert!(!fits("PUB", &format!("{topic}x"), b"{}"));
+        assert!(fits("PUB", "t", &vec![b' '; MAX_BODY_BYTES]));
+        assert!(!fits("PUB", "t", &vec![b' '; MAX_BODY_BYTES + 1]));
+    }
+}
