@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use support::{closed_port, hanging_tcp, Container, Received, Run, Subscriber, TestEnv, REDIS_URL};
+use support::{
+    closed_port, hanging_tcp, Container, EventLog, Received, Run, Subscriber, TestEnv, REDIS_URL,
+};
 
 fn events_env(test: &str) -> TestEnv {
     let mut env = TestEnv::new(test);
@@ -368,39 +370,12 @@ fn messages_parse_as_decnet_consumers_expect() {
 }
 
 /// Every message on the decky channels of `host` and on the heartbeat
-/// channel, in the order Redis delivered them (one connection, raw `PSUBSCRIBE`).
-fn subscribe_with_heartbeat(host: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
-    let client = redis::Client::open(REDIS_URL).expect("redis URL");
-    let mut connection = client
-        .get_connection()
-        .expect("Redis is required on 127.0.0.1:6379 (scripts/services starts it)");
-    let patterns = [
+/// channel, in the order Redis delivered them.
+fn subscribe_with_heartbeat(host: &str) -> EventLog {
+    EventLog::subscribe_to(&[
         format!("decky.{host}:*"),
         "system.reconciler.health".to_owned(),
-    ];
-    connection
-        .send_packed_command(&redis::cmd("PSUBSCRIBE").arg(&patterns).get_packed_command())
-        .expect("psubscribe");
-    for _ in &patterns {
-        connection.recv_response().expect("psubscribe confirmed");
-    }
-    let (sender, messages) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        while let Ok(reply) = connection.recv_response() {
-            let Some(message) = redis::Msg::from_value(&reply) else {
-                continue;
-            };
-            let payload: String = message.get_payload().expect("payload");
-            let value: Value = serde_json::from_str(&payload).expect("message is JSON");
-            if sender
-                .send((message.get_channel_name().to_owned(), value))
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    messages
+    ])
 }
 
 #[test]
@@ -411,7 +386,7 @@ fn the_heartbeat_follows_the_change_events_on_redis_too() {
         channel.starts_with("decky.") || message["payload"]["host_uuid"] == env.host.as_str()
     };
     let drain = || -> Vec<(String, Value)> {
-        std::iter::from_fn(|| messages.recv_timeout(Duration::from_millis(500)).ok())
+        std::iter::from_fn(|| messages.next_within(Duration::from_millis(500)))
             .filter(ours)
             .collect()
     };

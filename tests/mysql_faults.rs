@@ -246,45 +246,30 @@ fn a_row_or_table_locked_past_the_busy_timeout_fails_with_one_message() {
     env.write_state(&[env.decky(&name, &["ssh"])]);
     let before = env.rows();
 
-    let mut row_holder = mysql_connect(&env.mysql_url());
-    row_holder
-        .query_drop("START TRANSACTION")
-        .and_then(|()| {
-            row_holder.exec_drop(
-                "SELECT * FROM fleet_deckies WHERE name = ? FOR UPDATE",
-                (&name,),
-            )
-        })
-        .expect("lock the row");
-    let run = env.run(&["--db-busy-timeout", "1"]).expect_code(1);
-    figure("mysql_row_lock_seconds", run.elapsed.as_secs_f64());
-    assert!(run.stderr.contains(LOCKED), "row lock: {}", run.stderr);
-    assert!(
-        run.stderr.contains("Lock wait timeout exceeded"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
-    assert_plain(&run.stderr);
-    drop(row_holder);
-    assert_eq!(env.rows(), before);
-
-    let mut table_holder = mysql_connect(&env.mysql_url());
-    table_holder
-        .query_drop("LOCK TABLES fleet_deckies WRITE")
-        .expect("lock the table");
-    let run = env.run(&["--db-busy-timeout", "1"]).expect_code(1);
-    figure("mysql_table_lock_seconds", run.elapsed.as_secs_f64());
-    assert!(run.stderr.contains(LOCKED), "table lock: {}", run.stderr);
-    assert!(
-        run.stderr.contains("Lock wait timeout exceeded"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
-    assert_plain(&run.stderr);
-    drop(table_holder);
-    assert_eq!(env.rows(), before);
+    let lock_the_row =
+        format!("START TRANSACTION; SELECT * FROM fleet_deckies WHERE name = '{name}' FOR UPDATE");
+    for (lock, sql) in [
+        ("row", lock_the_row.as_str()),
+        ("table", "LOCK TABLES fleet_deckies WRITE"),
+    ] {
+        let mut holder = mysql_connect(&env.mysql_url());
+        holder.query_drop(sql).expect("take the lock");
+        let run = env.run(&["--db-busy-timeout", "1"]).expect_code(1);
+        figure(
+            &format!("mysql_{lock}_lock_seconds"),
+            run.elapsed.as_secs_f64(),
+        );
+        assert!(run.stderr.contains(LOCKED), "{lock} lock: {}", run.stderr);
+        assert!(
+            run.stderr.contains("Lock wait timeout exceeded"),
+            "{lock} lock: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+        assert_plain(&run.stderr);
+        drop(holder);
+        assert_eq!(env.rows(), before, "{lock} lock");
+    }
 }
 
 /// A host id equal to another host's under the collation (case, or MySQL's

@@ -33,13 +33,27 @@ fn assert_refused(case: &str, text: &str, expected: &[&str]) -> String {
     let db_before = std::fs::read(&env.db).expect("db");
     env.write_state_text(text);
     let run = env.run(&[]);
-    assert_eq!(run.code, 1, "{case}: exit code; stderr: {}", run.stderr);
     let state_file = env.state_file.display().to_string();
     assert!(
         run.stderr.contains(&state_file),
         "{case}: the file is not named: {}",
         run.stderr
     );
+    assert_failed_writing_nothing(case, &run, expected, &env, &db_before);
+    assert_eq!(env.rows().len(), 2, "{case}");
+    run.stderr
+}
+
+/// `run` exited 1 saying each of `expected`, printed nothing on stdout and
+/// left the DB file byte-identical to `db_before`.
+fn assert_failed_writing_nothing(
+    case: &str,
+    run: &Run,
+    expected: &[&str],
+    env: &TestEnv,
+    db_before: &[u8],
+) {
+    assert_eq!(run.code, 1, "{case}: exit code; stderr: {}", run.stderr);
     for needle in expected {
         assert!(
             run.stderr.contains(needle),
@@ -51,10 +65,8 @@ fn assert_refused(case: &str, text: &str, expected: &[&str]) -> String {
     assert_eq!(
         std::fs::read(&env.db).expect("db"),
         db_before,
-        "{case}: the DB changed"
+        "{case}: the DB file changed"
     );
-    assert_eq!(env.rows().len(), 2, "{case}");
-    run.stderr
 }
 
 #[test]
@@ -449,26 +461,13 @@ fn assert_unreachable(
     let before = env.rows();
     let db_before = std::fs::read(&env.db).expect("db");
     let run = run_within(command, Duration::from_secs(30));
-    assert_eq!(run.code, 1, "{case}: exit code; stderr: {}", run.stderr);
     assert!(
         run.stderr.contains("cannot read state file"),
         "{case}: {}",
         run.stderr
     );
-    for needle in expected {
-        assert!(
-            run.stderr.contains(needle),
-            "{case}: {needle:?} missing from: {}",
-            run.stderr
-        );
-    }
-    assert_eq!(run.stdout, "", "{case}");
+    assert_failed_writing_nothing(case, &run, expected, env, &db_before);
     assert_eq!(env.rows(), before, "{case}: rows changed");
-    assert_eq!(
-        std::fs::read(&env.db).expect("db"),
-        db_before,
-        "{case}: the DB file changed"
-    );
     assert_eq!(env.row("seeded").compose_hash.as_deref(), Some("c0ffee"));
 }
 

@@ -676,15 +676,21 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn subscribe(host: &str) -> Self {
+        Self::subscribe_to(&[format!("decky.{host}:*")])
+    }
+
+    /// Every message on any of `patterns`, in the order Redis delivered them.
+    pub fn subscribe_to(patterns: &[String]) -> Self {
         let client = redis::Client::open(REDIS_URL).expect("redis URL");
         let mut connection = client
             .get_connection()
             .expect("Redis is required on 127.0.0.1:6379 (scripts/services starts it)");
-        let pattern = format!("decky.{host}:*");
         connection
-            .send_packed_command(&redis::cmd("PSUBSCRIBE").arg(&pattern).get_packed_command())
+            .send_packed_command(&redis::cmd("PSUBSCRIBE").arg(patterns).get_packed_command())
             .expect("psubscribe");
-        connection.recv_response().expect("psubscribe confirmed");
+        for _ in patterns {
+            connection.recv_response().expect("psubscribe confirmed");
+        }
         let (sender, messages) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             while let Ok(reply) = connection.recv_response() {
@@ -702,6 +708,11 @@ impl EventLog {
             }
         });
         EventLog { messages }
+    }
+
+    /// The next message, if one comes within `wait`.
+    pub fn next_within(&self, wait: Duration) -> Option<(String, Value)> {
+        self.messages.recv_timeout(wait).ok()
     }
 
     /// The messages received so far and until `expected` have come (or 10 s
