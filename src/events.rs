@@ -287,7 +287,7 @@ pub struct Delivery {
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(transparent)]
-    Redis(#[from] ::redis::RedisError),
+    Redis(#[from] redis::RedisFailure),
     #[error(transparent)]
     DecnetBus(#[from] decnet_bus::BusError),
 }

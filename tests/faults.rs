@@ -1058,6 +1058,8 @@ enum FakeRedis {
     Refuses,
     /// Answers every command with this error line.
     RefusesSaying(&'static str),
+    /// Answers with bytes that are not RESP at all.
+    AnswersGarbage,
 }
 
 fn fake_redis(behaviour: FakeRedis) -> u16 {
@@ -1079,8 +1081,13 @@ fn serve_redis(mut stream: std::net::TcpStream, behaviour: FakeRedis) {
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
-        if let FakeRedis::CloseAfterFirstBytes = behaviour {
-            return;
+        match behaviour {
+            FakeRedis::CloseAfterFirstBytes => return,
+            FakeRedis::AnswersGarbage => {
+                let _ = stream.write_all(b"\x00\x01 not RESP\r\n");
+                return;
+            }
+            _ => {}
         }
         buffer.extend_from_slice(&chunk[..read]);
         let (commands, used) = resp_commands(&buffer);
@@ -1139,8 +1146,9 @@ fn resp_commands(buffer: &[u8]) -> (Vec<Vec<String>>, usize) {
 }
 
 /// SPEC §5 with Redis failing: the DB converges, exit 0 within
-/// `--redis-timeout` + 1 s, and the warning counts the lost events.
-fn assert_events_lost(test: &str, url: &str) {
+/// `--redis-timeout` + 1 s, and the warning counts the lost events and says
+/// `why` in plain words, never redis-rs's bare "broken pipe".
+fn assert_events_lost(test: &str, url: &str, why: &str) {
     let mut env = TestEnv::new(test);
     env.host = format!("host-{}", env.prefix);
     let docker = dead_docker(&env);
@@ -1171,6 +1179,16 @@ fn assert_events_lost(test: &str, url: &str) {
         "{test}: {}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains(why),
+        "{test}: {why:?} not in {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("(broken pipe)"),
+        "{test}: {}",
+        run.stderr
+    );
     let next = env.run(&["--docker-host", &docker]).expect_code(0);
     assert!(
         next.stdout
@@ -1186,6 +1204,7 @@ fn redis_down_loses_the_events_not_the_pass() {
     assert_events_lost(
         "redis-down",
         &format!("redis://127.0.0.1:{}/0", closed_port()),
+        "connection refused",
     );
 }
 
@@ -1194,6 +1213,7 @@ fn redis_silent_loses_the_events_within_the_timeout() {
     assert_events_lost(
         "redis-silent",
         &format!("redis://127.0.0.1:{}/0", hanging_tcp()),
+        "no answer",
     );
 }
 
@@ -1205,6 +1225,7 @@ fn redis_hanging_up_after_the_first_bytes_loses_the_events() {
             "redis://127.0.0.1:{}/0",
             fake_redis(FakeRedis::CloseAfterFirstBytes)
         ),
+        "closed the connection",
     );
 }
 
@@ -1216,6 +1237,7 @@ fn redis_hanging_up_mid_pipeline_loses_the_events() {
             "redis://127.0.0.1:{}/0",
             fake_redis(FakeRedis::CloseMidPipeline)
         ),
+        "closed the connection",
     );
 }
 
@@ -1224,6 +1246,19 @@ fn redis_refusing_every_command_loses_the_events() {
     assert_events_lost(
         "redis-noauth",
         &format!("redis://127.0.0.1:{}/0", fake_redis(FakeRedis::Refuses)),
+        "refused the command: NOAUTH",
+    );
+}
+
+#[test]
+fn redis_answering_garbage_loses_the_events() {
+    assert_events_lost(
+        "redis-garbage",
+        &format!(
+            "redis://127.0.0.1:{}/0",
+            fake_redis(FakeRedis::AnswersGarbage)
+        ),
+        "not the Redis protocol",
     );
 }
 

@@ -6,9 +6,48 @@ use redis::AsyncConnectionConfig;
 
 use super::Event;
 
+/// Why Redis took none of the events, in the operator's words: redis-rs's own
+/// text for a broken exchange is a bare "broken pipe" or a parser dump.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RedisFailure(String);
+
+impl From<redis::RedisError> for RedisFailure {
+    fn from(err: redis::RedisError) -> Self {
+        RedisFailure(match err.kind() {
+            redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => format!(
+                "its answer is not the Redis protocol: {}",
+                err.detail().unwrap_or("unreadable")
+            ),
+            redis::ErrorKind::AuthenticationFailed => format!("it refused our credentials ({err})"),
+            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => {
+                format!("it refused the command: {}", server_words(err))
+            }
+            _ if err.is_connection_refusal() => format!("connection refused ({err})"),
+            _ if err.is_connection_dropped() => {
+                "it closed the connection before answering every PUBLISH".to_owned()
+            }
+            _ if err.is_timeout() => "no answer in time".to_owned(),
+            _ => err.to_string(),
+        })
+    }
+}
+
+/// The server's own error line (the first, when a pipeline collected one per command).
+fn server_words(err: redis::RedisError) -> String {
+    let fallback = err.to_string();
+    match err.into_server_errors().as_deref() {
+        Some([(_, first), ..]) => match first.details() {
+            Some(details) => format!("{} {details}", first.code()),
+            None => first.code().to_owned(),
+        },
+        _ => fallback,
+    }
+}
+
 /// Publishes every event in one pipelined round trip, within `timeout` in all.
 /// On error none count as delivered.
-pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> redis::RedisResult<()> {
+pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> Result<(), RedisFailure> {
     let exchange = async {
         let client = redis::Client::open(url)?;
         let config = AsyncConnectionConfig::new()
@@ -23,13 +62,8 @@ pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> redis::R
         }
         pipeline.query_async::<()>(&mut connection).await
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or_else(|_| {
-            Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "no answer",
-                format!("within {timeout:?}"),
-            )))
-        })
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(published) => Ok(published?),
+        Err(_) => Err(RedisFailure(format!("no answer within {timeout:?}"))),
+    }
 }
