@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// One convergence pass over a DECNET host's state file, its fleet_deckies table
-/// and its Docker containers.
 /// The Redis the events go to when nothing names a bus.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
+/// One convergence pass over a DECNET host's state file, its fleet_deckies table
+/// and its Docker containers.
 #[derive(Debug, Parser)]
 #[command(name = "decnet-reconcile", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {

@@ -103,13 +103,10 @@ impl Bus {
     }
 }
 
-/// A bus value fit for a message: a password redacted, control characters escaped.
+/// A bus value fit for a message, quoted (it may be empty): a password
+/// redacted, control characters escaped.
 fn shown(url: &str) -> String {
-    if url.contains('@') {
-        crate::terminal::redact_url(url)
-    } else {
-        format!("{:?}", crate::terminal::escape(url))
-    }
+    format!("\"{}\"", crate::terminal::redact_url(url))
 }
 
 /// How the bus is named in warnings: no password, no raw control characters.
