@@ -11,8 +11,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use decnet_reconcile::plan::{self, ContainerStates, DockerView, FleetRow};
-use decnet_reconcile::state_file::{self, Decky};
+use decnet_reconcile::core::{
+    self as plan, ContainerStates, Decky, DockerView, FleetRow, Snapshot, StoreRules,
+};
+use decnet_reconcile::state_file;
 
 const HOST: &str = "local";
 const SERVICES: [&str; 10] = [
@@ -111,44 +113,62 @@ fn all_running(deckies: &[Decky]) -> DockerView {
     DockerView::Known(states)
 }
 
+/// `rows` as a pass reads them from SQLite.
+fn snapshot(rows: Vec<FleetRow>) -> Snapshot {
+    Snapshot {
+        rows,
+        read_at: chrono::Utc::now().naive_utc(),
+        store: StoreRules::default(),
+    }
+}
+
 /// The rows a previous pass wrote: the plan on them is empty.
-fn converged_rows(deckies: &[Decky]) -> Vec<FleetRow> {
-    deckies
-        .iter()
-        .map(|d| FleetRow {
-            host_uuid: HOST.to_owned(),
-            name: d.name.clone(),
-            services: d.services_json.clone(),
-            decky_config: Some(d.config_json.clone()),
-            decky_ip: Some(d.ip.clone()),
-            state: "running".to_owned(),
-            stored_key: None,
-            written_at: None,
-        })
-        .collect()
+fn converged_rows(deckies: &[Decky]) -> Snapshot {
+    snapshot(
+        deckies
+            .iter()
+            .map(|d| FleetRow {
+                host_uuid: HOST.to_owned(),
+                name: d.name.clone(),
+                services: d.services_json.clone(),
+                decky_config: Some(d.config_json.clone()),
+                decky_ip: Some(d.ip.clone()),
+                state: "running".to_owned(),
+                stored_key: None,
+                updated_at: None,
+            })
+            .collect(),
+    )
 }
 
 /// Every row drifted every way: another state, another IP, and a `decky_config`
 /// that differs in meaning and is spaced differently, so that the planner has to
 /// parse and compare both texts (its most expensive path).
-fn drifted_rows(deckies: &[Decky]) -> Vec<FleetRow> {
-    deckies
-        .iter()
-        .map(|d| FleetRow {
-            host_uuid: HOST.to_owned(),
-            name: d.name.clone(),
-            services: d.services_json.replace(',', ", "),
-            decky_config: Some(
-                d.config_json
-                    .replace(',', ", ")
-                    .replace("\"nmap_os\":\"linux\"", "\"nmap_os\":\"windows\""),
-            ),
-            decky_ip: Some(format!("{}0", d.ip)),
-            state: "failed".to_owned(),
-            stored_key: None,
-            written_at: None,
-        })
-        .collect()
+fn drifted_rows(deckies: &[Decky]) -> Snapshot {
+    snapshot(
+        deckies
+            .iter()
+            .map(|d| FleetRow {
+                host_uuid: HOST.to_owned(),
+                name: d.name.clone(),
+                services: d.services_json.replace(',', ", "),
+                decky_config: Some(
+                    d.config_json
+                        .replace(',', ", ")
+                        .replace("\"nmap_os\":\"linux\"", "\"nmap_os\":\"windows\""),
+                ),
+                decky_ip: Some(format!("{}0", d.ip)),
+                state: "failed".to_owned(),
+                stored_key: None,
+                updated_at: None,
+            })
+            .collect(),
+    )
+}
+
+/// The plan, which must be possible.
+fn plan_of(deckies: &[Decky], rows: &Snapshot, docker: &DockerView) -> plan::Plan {
+    plan::plan(deckies, rows, docker, HOST).expect("a plan")
 }
 
 fn bench_planner(c: &mut Criterion) {
@@ -159,18 +179,15 @@ fn bench_planner(c: &mut Criterion) {
         let size = format!("{count}x{services}");
 
         let rows = converged_rows(&deckies);
-        assert!(plan::plan(&deckies, &rows, &docker, HOST).is_empty());
+        assert!(plan_of(&deckies, &rows, &docker).is_empty());
         group.bench_with_input(BenchmarkId::new("converged", &size), &rows, |b, rows| {
-            b.iter(|| plan::plan(black_box(&deckies), black_box(rows), &docker, HOST))
+            b.iter(|| plan_of(black_box(&deckies), black_box(rows), &docker))
         });
 
         let rows = drifted_rows(&deckies);
-        assert_eq!(
-            plan::plan(&deckies, &rows, &docker, HOST).changes.len(),
-            count
-        );
+        assert_eq!(plan_of(&deckies, &rows, &docker).changes.len(), count);
         group.bench_with_input(BenchmarkId::new("drift", &size), &rows, |b, rows| {
-            b.iter(|| plan::plan(black_box(&deckies), black_box(rows), &docker, HOST))
+            b.iter(|| plan_of(black_box(&deckies), black_box(rows), &docker))
         });
     }
     group.finish();

@@ -1,6 +1,7 @@
-//! One hostile input through the whole pure path of a pass: the state-file
-//! parser, the planner, the event builder and both renderers, with the
-//! invariants of SPEC §4, §6 and §7 checked on the way. Shared by the fuzz
+//! One hostile input through the whole path of a pass but Docker and the bus:
+//! the state-file parser, the planner on rows read and written through the
+//! real SQL (an in-memory SQLite database), the event builder and both
+//! renderers, with the invariants of SPEC §4, §6 and §7 checked on the way. Shared by the fuzz
 //! target (`fuzz/fuzz_targets/state_and_plan.rs`) and the regression replay
 //! (`tests/hostile.rs`), so a corpus file means the same thing to both.
 //!
@@ -11,10 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use decnet_reconcile::pass::PassReport;
-use decnet_reconcile::plan::{self, Action, ChangeKind, ContainerStates, DockerView, FleetRow};
-use decnet_reconcile::state_file::{self, Decky};
-use decnet_reconcile::{events, render};
+use decnet_reconcile::core::{
+    self, Action, ChangeKind, ContainerStates, Decky, DockerView, FleetRow, Plan, Report,
+};
+use decnet_reconcile::{bus, render, state_file, store};
 use serde_json::Value;
 
 const SEPARATOR: &[u8] = b"\0\0";
@@ -73,16 +74,43 @@ pub fn exercise(data: &[u8]) {
     }
 }
 
-/// Plans, checks the plan, renders it, builds its events, applies it to the
-/// rows and plans again: a converged input must plan nothing.
+/// Plans on `rows` stored in a fresh database, checks the plan, renders it,
+/// builds its events, writes it, and plans again on what the database then
+/// holds: a converged input must plan nothing. Returns this host's rows after.
 fn check_plan(
     deckies: &[Decky],
     rows: &[FleetRow],
     docker: &DockerView,
     host: &str,
 ) -> Vec<FleetRow> {
-    let planned = plan::plan(deckies, rows, docker, host);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let mut db = store::in_memory(rows).expect("an in-memory database");
+        let mut transaction = db.begin(host).await.expect("begin");
+        let snapshot = transaction.snapshot().await.expect("read the rows");
+        let planned = core::plan(deckies, &snapshot, docker, host).expect("a plan");
+        check_changes(&planned, docker, host);
+        transaction
+            .apply(&planned)
+            .await
+            .expect("every write touches one row");
+        transaction.commit().await.expect("commit");
 
+        let mut transaction = db.begin(host).await.expect("begin");
+        let after = transaction.snapshot().await.expect("read the rows");
+        let again = core::plan(deckies, &after, docker, host).expect("a plan");
+        assert!(
+            again.is_empty(),
+            "applying the plan did not converge: {:?}",
+            again.changes
+        );
+        after.rows
+    })
+}
+
+fn check_changes(planned: &Plan, docker: &DockerView, host: &str) {
     let mut seen = HashSet::new();
     for change in &planned.changes {
         assert_eq!(change.host_uuid, host, "a change for another host");
@@ -126,29 +154,12 @@ fn check_plan(
         "inserts, deletes, updates"
     );
 
-    check_rendering(&planned, host, docker);
-    check_events(&planned, host);
-
-    let after = apply(host, rows, &planned);
-    let again = plan::plan(deckies, &after, docker, host);
-    assert!(
-        again.is_empty(),
-        "applying the plan did not converge: {:?}",
-        again.changes
-    );
-    after
+    check_rendering(planned, host, docker);
+    check_events(planned, host);
 }
 
-fn check_rendering(planned: &plan::Plan, host: &str, docker: &DockerView) {
-    let report = PassReport {
-        dry_run: false,
-        host_uuid: host.to_owned(),
-        docker_known: matches!(docker, DockerView::Known(_)),
-        plan: planned.clone(),
-        published: 0,
-        publish_failed: 0,
-        heartbeat: None,
-    };
+fn check_rendering(planned: &Plan, host: &str, docker: &DockerView) {
+    let report = Report::new(false, host, docker.status(), planned.clone());
     let table = render::table(&report, false);
     let unsafe_char = |c: char| {
         (c.is_control() && c != '\n')
@@ -170,14 +181,14 @@ fn check_rendering(planned: &plan::Plan, host: &str, docker: &DockerView) {
     }
 }
 
-fn check_events(planned: &plan::Plan, host: &str) {
-    for transport in [events::Transport::Redis, events::Transport::DecnetBus] {
+fn check_events(planned: &Plan, host: &str) {
+    for transport in [bus::Transport::Redis, bus::Transport::DecnetBus] {
         check_events_on(planned, host, transport);
     }
 }
 
-fn check_events_on(planned: &plan::Plan, host: &str, transport: events::Transport) {
-    let (built, unannounceable) = events::events_for(planned, 1_764_193_200.123, transport);
+fn check_events_on(planned: &Plan, host: &str, transport: bus::Transport) {
+    let (built, unannounceable) = bus::events_for(planned, 1_764_193_200.123, transport);
     assert_eq!(built.len() + unannounceable.len(), planned.changes.len());
     let announced = planned
         .changes
@@ -189,7 +200,7 @@ fn check_events_on(planned: &plan::Plan, host: &str, transport: events::Transpor
         assert!(
             !event.channel.contains(['*', '>']) && !event.channel.contains(char::is_whitespace)
         );
-        if transport == events::Transport::DecnetBus {
+        if transport == bus::Transport::DecnetBus {
             assert!(
                 event.channel.bytes().all(|b| b.is_ascii_graphic()),
                 "DECNET's server would drop the connection on {:?}",
@@ -204,49 +215,6 @@ fn check_events_on(planned: &plan::Plan, host: &str, transport: events::Transpor
             message["payload"]["transition"] == "state_changed"
         );
     }
-}
-
-/// What the DB holds after the plan is written, as `src/db.rs` writes it.
-fn apply(host: &str, rows: &[FleetRow], planned: &plan::Plan) -> Vec<FleetRow> {
-    let mut after: Vec<FleetRow> = rows.to_vec();
-    for change in &planned.changes {
-        let position = after
-            .iter()
-            .position(|row| row.host_uuid == host && row.name == change.name);
-        match (&change.kind, position) {
-            (ChangeKind::Insert { state, columns }, None) => after.push(FleetRow {
-                host_uuid: host.to_owned(),
-                name: change.name.clone(),
-                services: columns.services_json.clone(),
-                decky_config: Some(columns.config_json.clone()),
-                decky_ip: Some(columns.decky_ip.clone()),
-                state: state.as_str().to_owned(),
-                stored_key: None,
-                written_at: None,
-            }),
-            (ChangeKind::Delete { .. }, Some(at)) => {
-                after.remove(at);
-            }
-            (ChangeKind::Update { state, config, .. }, Some(at)) => {
-                let row = &mut after[at];
-                if let Some(transition) = state {
-                    row.state = transition.to.as_str().to_owned();
-                }
-                if let Some(update) = config {
-                    row.services = update.columns.services_json.clone();
-                    row.decky_ip = Some(update.columns.decky_ip.clone());
-                    row.decky_config = Some(update.columns.config_json.clone());
-                }
-            }
-            (_, position) => panic!(
-                "{} of {:?} would not touch exactly one row (row present: {})",
-                change.action().as_str(),
-                change.name,
-                position.is_some()
-            ),
-        }
-    }
-    after
 }
 
 /// The DB rows, Docker's containers and the host id of one fuzz input.
@@ -291,7 +259,7 @@ impl Scenario {
                 decky_ip: text(4),
                 state,
                 stored_key: None,
-                written_at: None,
+                updated_at: None,
             });
         }
         Some(Scenario { host, docker, rows })

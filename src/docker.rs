@@ -2,26 +2,28 @@
 //! version only when the daemon refuses ours, bounded by a timeout and by the
 //! size of the answer (SPEC §3.3). Any failure means "unknown", which the
 //! caller must never read as "no containers".
+//!
+//! The request is one bounded hyper exchange; its answer is decoded with
+//! bollard's models of the Engine API. bollard's own client cannot bound an
+//! answer's size, and a daemon that floods it would grow the process.
 
-use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::ListContainersOptions;
-use bollard::{BollardRequest, Docker, API_DEFAULT_VERSION};
+use bollard::models::{ContainerSummary, ErrorResponse, SystemVersion};
 use http_body_util::{BodyExt, Empty};
-use hyper::header::HeaderValue;
+use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::plan::ContainerStates;
+use crate::core::ContainerStates;
 
 /// The largest answer body read from Docker. A listing
 /// is about 1 kB per container, so this is tens of thousands of containers;
 /// an endless or huge answer stops here instead of growing the process.
 pub const MAX_DOCKER_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+const LISTING: &str = "/containers/json?all=1";
 
 /// Why Docker's view is unknown for this pass.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +34,14 @@ pub enum DockerError {
     UnsupportedHost(String),
     #[error("its answer is larger than {} MiB", MAX_DOCKER_RESPONSE_BYTES >> 20)]
     TooLarge,
-    #[error(transparent)]
-    Api(#[from] bollard::errors::Error),
+    #[error("{}", crate::net::io_failure(.0))]
+    Connection(#[from] std::io::Error),
+    #[error("its answer is not HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("it answered HTTP {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("its answer is not the Engine API's JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// Lists every container, running or not, by name with its state.
@@ -41,161 +49,122 @@ pub async fn container_states(
     docker_host: &str,
     timeout: Duration,
 ) -> Result<ContainerStates, DockerError> {
-    let overflowed = Arc::new(AtomicBool::new(false));
-    let client = connect(docker_host, timeout, &overflowed)?;
+    let endpoint = Endpoint::parse(docker_host)?;
     let listing = async {
-        let options = ListContainersOptions {
-            all: true,
-            ..Default::default()
-        };
-        // bollard sends unversioned paths, which every daemon answers; only a
-        // daemon that refuses our version costs the extra `GET /version`
-        // (about 10 ms on dockerd 20.10, which runs runc to answer it).
-        match list(&client, &options).await {
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 400,
+        // Unversioned paths, which every daemon answers; only a daemon that
+        // refuses our version costs the extra `GET /version` (about 10 ms on
+        // dockerd 20.10, which runs runc to answer it).
+        let body = match endpoint.get(LISTING).await {
+            Err(DockerError::Status {
+                status: 400,
                 message,
             }) if message.contains("version") => {
-                let client = client.negotiate_version().await?;
-                list(&client, &options).await
+                let version: SystemVersion =
+                    serde_json::from_slice(&endpoint.get("/version").await?)?;
+                let api = version.api_version.unwrap_or_default();
+                endpoint.get(&format!("/v{api}{LISTING}")).await?
             }
-            listed => listed,
-        }
-    };
-    let listed = tokio::time::timeout(timeout, listing)
-        .await
-        .map_err(|_| DockerError::Timeout(timeout))?;
-    listed.map_err(|err| {
-        if overflowed.load(Ordering::Relaxed) {
-            DockerError::TooLarge
-        } else {
-            DockerError::Api(err)
-        }
-    })
-}
-
-/// One `GET /containers/json?all=1`.
-async fn list(
-    client: &Docker,
-    options: &ListContainersOptions,
-) -> Result<ContainerStates, bollard::errors::Error> {
-    match client.list_containers(Some(options.clone())).await {
-        Ok(summaries) => Ok(from_summaries(summaries)),
-        // bollard's typed model refuses state strings it does not know; the
-        // body travels in the error, so read names and states from it directly.
-        Err(bollard::errors::Error::JsonDataError { contents, .. }) => from_raw_listing(&contents)
-            .map_err(|_| bollard::errors::Error::JsonDataError {
-                message: "unreadable container list".to_owned(),
-                contents,
-                column: 0,
-            }),
-        Err(err) => Err(err),
-    }
-}
-
-/// A client whose every request goes over a connection of its own, through
-/// `Endpoint::send`, which bounds the answer. bollard's own transports cannot
-/// be bounded, and it collects a body frame by frame (about 50 bytes per frame
-/// besides the data: a chunked answer of one-byte chunks costs ten times its
-/// size); its custom-transport hook lets us read the answer into one bounded
-/// buffer and hand bollard that, so bollard still builds the requests,
-/// negotiates the version and decodes the answers.
-fn connect(
-    docker_host: &str,
-    timeout: Duration,
-    overflowed: &Arc<AtomicBool>,
-) -> Result<Docker, DockerError> {
-    let unsupported = || DockerError::UnsupportedHost(docker_host.to_owned());
-    let (endpoint, authority) = if let Some(path) = docker_host.strip_prefix("unix://") {
-        // The path is not an authority; Docker ignores the Host header.
-        (Endpoint::Unix(path.into()), "localhost".to_owned())
-    } else if docker_host.starts_with("tcp://") || docker_host.starts_with("http://") {
-        let url = url::Url::parse(docker_host).map_err(|_| unsupported())?;
-        // Docker's own default port for tcp://.
-        let port = url.port_or_known_default().unwrap_or(2375);
-        let host = match url.host().ok_or_else(unsupported)? {
-            url::Host::Domain(name) => name.to_owned(),
-            url::Host::Ipv4(ip) => ip.to_string(),
-            url::Host::Ipv6(ip) => ip.to_string(),
+            answered => answered?,
         };
-        let authority = format!("{}:{port}", url.host_str().unwrap_or_default());
-        (Endpoint::Tcp(host, port), authority)
-    } else {
-        return Err(unsupported());
+        decode_listing(&body)
     };
-    let endpoint = Arc::new(endpoint);
-    let overflowed = Arc::clone(overflowed);
-    let transport = move |request: BollardRequest| {
-        let (endpoint, overflowed) = (Arc::clone(&endpoint), Arc::clone(&overflowed));
-        async move { endpoint.send(request, &overflowed).await }
-    };
-    // bollard's own timeout is in whole seconds; ours wraps the whole exchange.
-    let secs = timeout.as_secs().max(1);
-    Ok(Docker::connect_with_custom_transport(
-        transport,
-        Some(format!("http://{authority}")),
-        secs,
-        API_DEFAULT_VERSION,
-    )?)
+    tokio::time::timeout(timeout, listing)
+        .await
+        .map_err(|_| DockerError::Timeout(timeout))?
 }
 
-type Response = hyper::Response<hyper::body::Incoming>;
-
-/// Where the daemon listens.
+/// Where the daemon listens, and the `Host` header it is sent.
 enum Endpoint {
     Unix(std::path::PathBuf),
-    Tcp(String, u16),
+    Tcp {
+        host: String,
+        port: u16,
+        authority: String,
+    },
 }
 
 impl Endpoint {
-    /// One HTTP/1.1 exchange on a fresh connection (bollard's own transports
-    /// keep no idle connection either), its body read whole but bounded.
-    async fn send(
-        &self,
-        mut request: BollardRequest,
-        overflowed: &AtomicBool,
-    ) -> Result<Response, bollard::errors::Error> {
-        // bollard builds an absolute URI; on the wire it is origin-form plus Host.
-        if let Some(authority) = request.uri().authority() {
-            let host = HeaderValue::from_str(authority.as_str()).map_err(http::Error::from)?;
-            request.headers_mut().insert(hyper::header::HOST, host);
-        }
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |target| target.as_str())
-            .parse()?;
-        *request.uri_mut() = target;
-        let response = match self {
-            Endpoint::Unix(path) => {
-                exchange(tokio::net::UnixStream::connect(path).await?, request).await?
+    fn parse(docker_host: &str) -> Result<Self, DockerError> {
+        let unsupported = || DockerError::UnsupportedHost(docker_host.to_owned());
+        match crate::text::url_scheme(docker_host) {
+            Some("unix") => {
+                let path = docker_host["unix:".len()..]
+                    .strip_prefix("//")
+                    .ok_or_else(unsupported)?;
+                Ok(Endpoint::Unix(path.into()))
             }
-            Endpoint::Tcp(host, port) => {
+            Some("tcp" | "http") => {
+                let url = url::Url::parse(docker_host).map_err(|_| unsupported())?;
+                // Docker's own default port for tcp://.
+                let port = url.port_or_known_default().unwrap_or(2375);
+                let host = match url.host().ok_or_else(unsupported)? {
+                    url::Host::Domain(name) => name.to_owned(),
+                    url::Host::Ipv4(ip) => ip.to_string(),
+                    url::Host::Ipv6(ip) => ip.to_string(),
+                };
+                let authority = format!("{}:{port}", url.host_str().unwrap_or_default());
+                Ok(Endpoint::Tcp {
+                    host,
+                    port,
+                    authority,
+                })
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// One `GET` on a fresh connection; the body of a 2xx answer, read whole
+    /// but bounded.
+    async fn get(&self, path: &str) -> Result<Vec<u8>, DockerError> {
+        let authority = match self {
+            // The path is not an authority; Docker ignores the Host header.
+            Endpoint::Unix(_) => "localhost",
+            Endpoint::Tcp { authority, .. } => authority,
+        };
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .body(Empty::<Bytes>::new())
+            .map_err(|err| DockerError::UnsupportedHost(err.to_string()))?;
+        let response = match self {
+            Endpoint::Unix(socket) => {
+                exchange(tokio::net::UnixStream::connect(socket).await?, request).await?
+            }
+            Endpoint::Tcp { host, port, .. } => {
                 let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                 exchange(stream, request).await?
             }
         };
-        let (head, mut body) = response.into_parts();
+        let status = response.status();
+        let mut body = response.into_body();
         let mut bytes = Vec::new();
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame?.into_data() {
                 if (bytes.len() + data.len()) as u64 > MAX_DOCKER_RESPONSE_BYTES {
-                    overflowed.store(true, Ordering::Relaxed);
-                    return Err(io::Error::other(DockerError::TooLarge).into());
+                    return Err(DockerError::TooLarge);
                 }
                 bytes.extend_from_slice(&data);
             }
         }
-        replay(head, bytes).await
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorResponse>(&bytes)
+                .map(|error| error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(DockerError::Status {
+                status: status.as_u16(),
+                message: crate::text::escape_untrusted(message.trim()),
+            });
+        }
+        Ok(bytes)
     }
 }
 
-async fn exchange<S, B>(stream: S, request: hyper::Request<B>) -> Result<Response, hyper::Error>
+/// One HTTP/1.1 exchange on `stream`.
+async fn exchange<S>(
+    stream: S,
+    request: hyper::Request<Empty<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -205,47 +174,35 @@ where
     sender.send_request(request).await
 }
 
-/// The answer again, from memory, in the form bollard takes (hyper's
-/// `Incoming`, which only hyper can make): its status, content type and the
-/// whole body, served over an in-process pipe.
-async fn replay(
-    head: http::response::Parts,
-    body: Vec<u8>,
-) -> Result<Response, bollard::errors::Error> {
-    let mut answer = format!("HTTP/1.1 {}\r\n", head.status.as_u16()).into_bytes();
-    if let Some(content_type) = head.headers.get(hyper::header::CONTENT_TYPE) {
-        answer.extend_from_slice(b"Content-Type: ");
-        answer.extend_from_slice(content_type.as_bytes());
-        answer.extend_from_slice(b"\r\n");
-    }
-    answer.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-    let (ours, mut daemon) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        // hyper refuses an answer that comes before its request: read that first.
-        let mut request = Vec::new();
-        let mut byte = [0u8; 1];
-        while !request.ends_with(b"\r\n\r\n") {
-            match daemon.read(&mut byte).await {
-                Ok(1) => request.push(byte[0]),
-                _ => return,
+/// The names and states of a listing. bollard's model refuses a state string
+/// it does not know, which a newer daemon may send: such a listing is read
+/// again for the two fields the pass needs.
+fn decode_listing(body: &[u8]) -> Result<ContainerStates, DockerError> {
+    let pairs: Vec<(Option<Vec<String>>, String)> =
+        match serde_json::from_slice::<Vec<ContainerSummary>>(body) {
+            Ok(summaries) => summaries
+                .into_iter()
+                .map(|summary| {
+                    let state = summary.state.map(|s| s.to_string()).unwrap_or_default();
+                    (summary.names, state)
+                })
+                .collect(),
+            Err(_) => serde_json::from_slice::<Vec<RawSummary>>(body)?
+                .into_iter()
+                .map(|summary| (summary.names, summary.state.unwrap_or_default()))
+                .collect(),
+        };
+    let mut states = ContainerStates::default();
+    // Docker prefixes names with `/`; legacy link aliases (`/other/alias`) are not names.
+    for (names, state) in pairs {
+        for name in names.into_iter().flatten() {
+            let name = name.strip_prefix('/').unwrap_or(&name);
+            if !name.contains('/') {
+                states.insert(name, &state);
             }
         }
-        if daemon.write_all(&answer).await.is_ok() && daemon.write_all(&body).await.is_ok() {
-            // Held open until bollard has read it all and hung up.
-            let _ = tokio::io::copy(&mut daemon, &mut tokio::io::sink()).await;
-        }
-    });
-    let request = hyper::Request::get("/")
-        .header(hyper::header::HOST, "localhost")
-        .body(Empty::<hyper::body::Bytes>::new())?;
-    Ok(exchange(ours, request).await?)
-}
-
-fn from_summaries(summaries: Vec<bollard::models::ContainerSummary>) -> ContainerStates {
-    collect(summaries.into_iter().map(|summary| {
-        let state = summary.state.map(|s| s.to_string()).unwrap_or_default();
-        (summary.names, state)
-    }))
+    }
+    Ok(states)
 }
 
 /// The two fields of a container summary that the pass needs.
@@ -257,42 +214,41 @@ struct RawSummary {
     state: Option<String>,
 }
 
-fn from_raw_listing(body: &str) -> serde_json::Result<ContainerStates> {
-    let summaries: Vec<RawSummary> = serde_json::from_str(body)?;
-    Ok(collect(summaries.into_iter().map(|summary| {
-        (summary.names, summary.state.unwrap_or_default())
-    })))
-}
-
-/// Each container under each of its names. Docker prefixes names with `/`;
-/// legacy link aliases (`/other/alias`) are not names.
-fn collect(containers: impl Iterator<Item = (Option<Vec<String>>, String)>) -> ContainerStates {
-    let mut states = ContainerStates::default();
-    for (names, state) in containers {
-        for name in names.into_iter().flatten() {
-            let name = name.strip_prefix('/').unwrap_or(&name);
-            if !name.contains('/') {
-                states.insert(name, &state);
-            }
-        }
-    }
-    states
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn raw_listing_accepts_unknown_states_as_not_running() {
-        let states = from_raw_listing(
-            r#"[{"Names":["/d1-ssh"],"State":"hibernating"},{"Names":["/d1-ftp","/x/alias"],"State":"running"}]"#,
+    fn a_listing_with_unknown_states_counts_them_as_not_running() {
+        let states = decode_listing(
+            br#"[{"Names":["/d1-ssh"],"State":"hibernating"},{"Names":["/d1-ftp","/x/alias"],"State":"running"}]"#,
         )
         .expect("valid listing");
-        assert_eq!(states.len(), 2);
         let mut expected = ContainerStates::default();
         expected.insert("d1-ssh", "hibernating");
         expected.insert("d1-ftp", "running");
         assert_eq!(states, expected);
+    }
+
+    #[test]
+    fn only_unix_tcp_and_http_endpoints_are_docker() {
+        for host in [
+            "unix:///var/run/docker.sock",
+            "tcp://127.0.0.1",
+            "http://h:1",
+        ] {
+            assert!(Endpoint::parse(host).is_ok(), "{host}");
+        }
+        for host in [
+            "ssh://u@h",
+            "unix:relative.sock",
+            "npipe:////./pipe/docker",
+            "",
+        ] {
+            assert!(
+                matches!(Endpoint::parse(host), Err(DockerError::UnsupportedHost(_))),
+                "{host}"
+            );
+        }
     }
 }

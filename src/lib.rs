@@ -1,15 +1,19 @@
 //! decnet-reconcile: one convergence pass over a DECNET host's state file, its
-//! `fleet_deckies` table and its Docker containers. The binary is a thin `main`
-//! over `pass::run`; the pure planner is in `plan`.
+//! `fleet_deckies` table and its Docker containers.
+//!
+//! Layers, each importing only those below it (docs/architecture.md):
+//! `core` and `text` at the bottom; the adapters `net`, `state_file`,
+//! `docker`, `store`, `bus` and `render` over them; `config`; `pass`; `app`.
 
-pub mod cli;
+pub mod app;
+pub mod bus;
 pub mod config;
-pub mod db;
+pub mod core;
 pub mod docker;
-pub mod events;
 pub mod exit_codes;
+pub mod net;
 pub mod pass;
-pub mod plan;
 pub mod render;
 pub mod state_file;
-pub mod terminal;
+pub mod store;
+pub mod text;

@@ -1,26 +1,17 @@
 //! All of standard output: the change table with its summary line, or one JSON
-//! object (SPEC §7). The colour decision is made once, by the caller, from `ColorWhen`.
-
-use std::io::IsTerminal;
+//! object (SPEC §7). Whether to colour is the caller's decision, made once
+//! (`config::Colour`).
 
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 use tabled::builder::Builder;
 use tabled::settings::Style as TableStyle;
 
-use crate::pass::{Heartbeat, PassReport};
-use crate::plan::{Action, Change, ChangeKind, SkippedDecky};
-use crate::terminal::escape;
-
-/// Whether stdout gets colour: only a terminal, and only without `NO_COLOR` or `TERM=dumb`.
-pub fn stdout_wants_color() -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
-    std::io::stdout().is_terminal() && !no_color && !dumb
-}
+use crate::core::{Action, Change, ChangeKind, Counts, DockerStatus, Report, SkippedDecky};
+use crate::text::escape_untrusted;
 
 /// The change table (nothing when converged) and the summary line.
-pub fn table(report: &PassReport, color: bool) -> String {
+pub fn table(report: &Report, color: bool) -> String {
     let mut out = String::new();
     if !report.plan.changes.is_empty() {
         let mut builder = Builder::default();
@@ -30,11 +21,11 @@ pub fn table(report: &PassReport, color: bool) -> String {
         for change in &report.plan.changes {
             builder.push_record([
                 paint(change.action(), color),
-                escape(&change.host_uuid),
-                escape(&change.name),
-                escape(change.ip.as_deref().unwrap_or("-")),
-                escape(&change.services.join(",")),
-                escape(&state_column(change)),
+                escape_untrusted(&change.host_uuid),
+                escape_untrusted(&change.name),
+                escape_untrusted(change.ip.as_deref().unwrap_or("-")),
+                escape_untrusted(&change.services.join(",")),
+                escape_untrusted(&state_column(change)),
                 change.changed_fields().join(","),
             ]);
         }
@@ -49,13 +40,12 @@ pub fn table(report: &PassReport, color: bool) -> String {
 }
 
 /// `inserted=N deleted=N updated=N`, plus what else an operator must notice.
-pub fn summary_line(report: &PassReport) -> String {
+pub fn summary_line(report: &Report) -> String {
     let plan = &report.plan;
+    let counts = plan.counts();
     let mut line = format!(
         "inserted={} deleted={} updated={}",
-        plan.count(Action::Inserted),
-        plan.count(Action::Deleted),
-        plan.count(Action::Updated)
+        counts.inserted, counts.deleted, counts.updated
     );
     if !plan.skipped.is_empty() {
         line.push_str(&format!(" skipped={}", plan.skipped.len()));
@@ -63,7 +53,7 @@ pub fn summary_line(report: &PassReport) -> String {
     if report.publish_failed > 0 {
         line.push_str(&format!(" events_lost={}", report.publish_failed));
     }
-    if !report.docker_known {
+    if report.docker == DockerStatus::Unknown {
         line.push_str(" docker=unknown");
     }
     if report.dry_run {
@@ -125,20 +115,13 @@ struct JsonChange<'a> {
     changed_fields: Vec<&'static str>,
 }
 
-#[derive(Serialize)]
-struct Counts {
-    inserted: usize,
-    deleted: usize,
-    updated: usize,
-}
-
 /// The whole report as one JSON object on one line.
-pub fn json(report: &PassReport) -> String {
+pub fn json(report: &Report) -> String {
     let plan = &report.plan;
     let document = JsonReport {
         dry_run: report.dry_run,
         host_uuid: &report.host_uuid,
-        docker: if report.docker_known { "ok" } else { "unknown" },
+        docker: report.docker.as_str(),
         changes: plan
             .changes
             .iter()
@@ -153,17 +136,10 @@ pub fn json(report: &PassReport) -> String {
                 changed_fields: change.changed_fields(),
             })
             .collect(),
-        counts: Counts {
-            inserted: plan.count(Action::Inserted),
-            deleted: plan.count(Action::Deleted),
-            updated: plan.count(Action::Updated),
-        },
+        counts: plan.counts(),
         published: report.published,
         publish_failed: report.publish_failed,
-        heartbeat: report.heartbeat.map(|heartbeat| match heartbeat {
-            Heartbeat::Sent => "sent",
-            Heartbeat::Lost => "lost",
-        }),
+        heartbeat: report.heartbeat.map(|heartbeat| heartbeat.as_str()),
         skipped: &plan.skipped,
     };
     let mut text = serde_json::to_string(&document)

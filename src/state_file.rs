@@ -1,5 +1,6 @@
 //! The state file `decnet-state.json`: reading it with DECNET's type rules and
 //! turning each decky into the exact column text DECNET stores for it (SPEC §3.1, §9).
+//! Every refusal names the file, the decky and the field, in the file's terms.
 
 use std::collections::HashMap;
 use std::io;
@@ -9,7 +10,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::terminal::escape;
+use crate::core::Decky;
+use crate::text::escape_untrusted;
 
 /// The deckies the state file says should exist, ready to compare with DB rows.
 #[derive(Debug, Clone, Default)]
@@ -17,20 +19,6 @@ pub struct DesiredFleet {
     pub deckies: Vec<Decky>,
     /// Decky fields this version does not know; kept in `decky_config`, warned about once.
     pub unknown_fields: Vec<String>,
-}
-
-/// One decky of the state file, with its DB column text computed once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decky {
-    pub name: String,
-    pub ip: String,
-    pub services: Vec<String>,
-    /// `None` means "whichever host deployed it", i.e. this one.
-    pub host_uuid: Option<String>,
-    /// The `services` column: a compact JSON list.
-    pub services_json: String,
-    /// The `decky_config` column: the decky with defaults filled in, in DECNET's key order.
-    pub config_json: String,
 }
 
 /// The largest state file read: DECNET writes about 1 kB per decky, so this is
@@ -224,10 +212,6 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
     let typed: StateDocument =
         serde_path_to_error::deserialize(&document).map_err(|err| type_error(&document, err))?;
 
-    let raw_deckies = document["config"]["deckies"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
     if typed.config.deckies.is_empty() {
         return Err(ParseError::invalid(
             "config.deckies",
@@ -237,7 +221,7 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
 
     let mut fleet = DesiredFleet::default();
     let mut index_by_name: HashMap<&str, usize> = HashMap::new();
-    for (index, (fields, raw)) in typed.config.deckies.iter().zip(raw_deckies).enumerate() {
+    for (index, fields) in typed.config.deckies.iter().enumerate() {
         let location = || decky_location(index, Some(&fields.name));
         if fields.services.is_empty() {
             return Err(ParseError::invalid(
@@ -251,28 +235,25 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
                 format!("the name is already used by the decky at index {first}"),
             ));
         }
-        let unknown = unknown_fields(raw);
-        for key in unknown.keys() {
+        for key in fields.unknown.keys() {
             if !fleet.unknown_fields.contains(key) {
                 fleet.unknown_fields.push(key.clone());
             }
         }
-        fleet.deckies.push(Decky::new(fields, &unknown));
+        fleet.deckies.push(decky_of(fields));
     }
     Ok(fleet)
 }
 
-impl Decky {
-    fn new(fields: &DeckyFields, unknown: &Map<String, Value>) -> Self {
-        let column = ConfigColumn { fields, unknown };
-        Decky {
-            name: fields.name.clone(),
-            ip: fields.ip.clone(),
-            services: fields.services.clone(),
-            host_uuid: fields.host_uuid.clone(),
-            services_json: to_compact_json(&fields.services),
-            config_json: to_compact_json(&column),
-        }
+/// The core's decky, with its column text computed once.
+fn decky_of(fields: &DeckyFields) -> Decky {
+    Decky {
+        name: fields.name.clone(),
+        ip: fields.ip.clone(),
+        services: fields.services.clone(),
+        host_uuid: fields.host_uuid.clone(),
+        services_json: to_compact_json(&fields.services),
+        config_json: to_compact_json(fields),
     }
 }
 
@@ -318,7 +299,8 @@ enum Mode {
 }
 
 /// DECNET's `DeckyConfig`, in its declared field order, which is also the key
-/// order of the `decky_config` column.
+/// order of the `decky_config` column: declared fields first, then unknown
+/// ones in file order.
 #[derive(Debug, Deserialize, Serialize)]
 struct DeckyFields {
     name: String,
@@ -343,24 +325,10 @@ struct DeckyFields {
     last_login_attempt: f64,
     #[serde(default)]
     host_uuid: Option<String>,
+    /// Fields a newer DECNET may add: kept, after the declared ones, in file order.
+    #[serde(flatten)]
+    unknown: Map<String, Value>,
 }
-
-const DECKY_FIELD_NAMES: [&str; 14] = [
-    "name",
-    "ip",
-    "services",
-    "distro",
-    "base_image",
-    "build_base",
-    "hostname",
-    "archetype",
-    "service_config",
-    "nmap_os",
-    "mutate_interval",
-    "last_mutated",
-    "last_login_attempt",
-    "host_uuid",
-];
 
 fn default_build_base() -> String {
     "debian:bookworm-slim".to_owned()
@@ -368,25 +336,6 @@ fn default_build_base() -> String {
 
 fn default_nmap_os() -> String {
     "linux".to_owned()
-}
-
-/// The `decky_config` column: declared fields first, then unknown ones in file order.
-#[derive(Serialize)]
-struct ConfigColumn<'a> {
-    #[serde(flatten)]
-    fields: &'a DeckyFields,
-    #[serde(flatten)]
-    unknown: &'a Map<String, Value>,
-}
-
-fn unknown_fields(raw_decky: &Value) -> Map<String, Value> {
-    raw_decky
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| !DECKY_FIELD_NAMES.contains(&key.as_str()))
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect()
 }
 
 /// serde reads a JSON list given where a struct is expected as the struct's
@@ -438,13 +387,17 @@ fn type_error(document: &Value, err: serde_path_to_error::Error<serde_json::Erro
             match rest {
                 [] => decky,
                 [Segment::Map { key }, inner @ ..] => {
-                    format!("{decky}, field `{}{}`", escape(key), path_suffix(inner))
+                    format!(
+                        "{decky}, field `{}{}`",
+                        escape_untrusted(key),
+                        path_suffix(inner)
+                    )
                 }
                 _ => format!("{decky}{}", path_suffix(rest)),
             }
         }
         [] => "top level".to_owned(),
-        _ => format!("field `{}`", escape(&err.path().to_string())),
+        _ => format!("field `{}`", escape_untrusted(&err.path().to_string())),
     };
     let found = describe(value_at(document, &segments));
     let expected = expectation(&segments);
@@ -460,7 +413,7 @@ fn type_error(document: &Value, err: serde_path_to_error::Error<serde_json::Erro
             format!("must be {expected}, not {found}")
         }
     } else {
-        escape(&serde_message)
+        escape_untrusted(&serde_message)
     };
     ParseError::invalid(location, message)
 }
@@ -482,7 +435,7 @@ fn describe(value: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => format!("the number {n}"),
         Value::String(text) if text.chars().count() <= 40 => {
-            format!("the string \"{}\"", escape(text))
+            format!("the string \"{}\"", escape_untrusted(text))
         }
         Value::String(_) => "a long string".to_owned(),
         Value::Array(_) => "a list".to_owned(),
@@ -532,7 +485,7 @@ fn path_suffix(segments: &[&serde_path_to_error::Segment]) -> String {
         .iter()
         .map(|segment| match segment {
             Segment::Seq { index } => format!("[{index}]"),
-            Segment::Map { key } => format!(".{}", escape(key)),
+            Segment::Map { key } => format!(".{}", escape_untrusted(key)),
             Segment::Enum { variant } => format!(".{variant}"),
             Segment::Unknown => ".?".to_owned(),
         })
@@ -541,7 +494,10 @@ fn path_suffix(segments: &[&serde_path_to_error::Segment]) -> String {
 
 fn decky_location(index: usize, name: Option<&str>) -> String {
     match name {
-        Some(name) => format!("decky \"{}\" (config.deckies[{index}])", escape(name)),
+        Some(name) => format!(
+            "decky \"{}\" (config.deckies[{index}])",
+            escape_untrusted(name)
+        ),
         None => format!("decky at config.deckies[{index}]"),
     }
 }

@@ -668,7 +668,7 @@ fn a_bus_path_that_is_not_a_socket_loses_the_events() {
             std::fs::write(&file, "not a socket").expect("write file");
             unix_url(&file)
         },
-        "cannot connect: Connection refused",
+        "cannot connect: connection refused",
     );
 }
 
@@ -677,7 +677,7 @@ fn a_missing_bus_socket_loses_the_events() {
     assert_events_lost(
         "db-missing",
         |dir| unix_url(&dir.join("absent/bus.sock")),
-        "cannot connect: No such file or directory",
+        "cannot connect: no such socket",
     );
 }
 
@@ -686,7 +686,7 @@ fn a_bus_socket_left_by_a_dead_server_loses_the_events() {
     assert_events_lost(
         "db-stale",
         |dir| unix_url(&stale_socket(&dir.join("stale.sock"))),
-        "cannot connect: Connection refused",
+        "cannot connect: connection refused",
     );
 }
 

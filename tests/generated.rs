@@ -15,7 +15,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use clap::CommandFactory;
-use decnet_reconcile::cli::Cli;
+use decnet_reconcile::config::cli::Cli;
 
 /// The environment variables the command line reads (SPEC §2).
 fn environment_variables() -> Vec<String> {

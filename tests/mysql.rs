@@ -102,7 +102,7 @@ fn hold_host_lock(env: &TestEnv, host: &str) -> mysql::Conn {
     let mut holder = mysql_connect(&env.mysql_url());
     let got: Option<i64> = holder
         .exec_first(
-            "SELECT GET_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(?, 256), 40)), 1)",
+            "SELECT GET_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(CONCAT_WS(CHAR(0), DATABASE(), ?), 256), 40)), 1)",
             (host,),
         )
         .expect("GET_LOCK");

@@ -17,7 +17,7 @@ use std::time::Duration;
 mod support;
 
 use clap::Parser;
-use decnet_reconcile::cli::Cli;
+use decnet_reconcile::config::cli::Cli;
 use tempfile::TempDir;
 
 const SERVICE: &str = "decnet-reconcile.service";
@@ -117,7 +117,7 @@ fn service_is_a_quiet_oneshot_pass_as_an_unprivileged_docker_user() {
     // budget, plus process start, the state file and planning (2 s).
     let bounds = cli.pass.docker_timeout
         + cli.pass.db_busy_timeout
-        + decnet_reconcile::db::mysql::ANSWER_SLACK
+        + decnet_reconcile::store::mysql::ANSWER_SLACK
         + cli.pass.bus_timeout
         + Duration::from_secs(2);
     assert!(

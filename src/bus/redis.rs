@@ -23,12 +23,17 @@ impl From<redis::RedisError> for RedisFailure {
             redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => {
                 format!("it refused the command: {}", server_words(err))
             }
-            _ if err.is_connection_refusal() => format!("connection refused ({err})"),
             _ if err.is_connection_dropped() => {
                 "it closed the connection before answering every PUBLISH".to_owned()
             }
-            _ if err.is_timeout() => "no answer in time".to_owned(),
-            _ => err.to_string(),
+            _ => match std::error::Error::source(&err)
+                .and_then(|source| source.downcast_ref::<std::io::Error>())
+            {
+                Some(io) => crate::net::io_failure(io),
+                None if err.is_connection_refusal() => "connection refused".to_owned(),
+                None if err.is_timeout() => "no answer in time".to_owned(),
+                None => crate::text::escape_untrusted(&err.to_string()),
+            },
         })
     }
 }

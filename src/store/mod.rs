@@ -1,17 +1,22 @@
-//! The DB mirror `fleet_deckies`, behind one small interface with two adapters:
-//! DECNET's SQLite file (`sqlite`) and a fleet's shared MySQL/MariaDB (`mysql`).
-//! The SQL each pass writes is built here, once, for both.
+//! The DB mirror `fleet_deckies` (SPEC §3.2, §4): one transaction per pass,
+//! the same for every backend — take this host's lock, read its rows, apply
+//! the plan, commit — and the SQL of the writes, built once. A backend
+//! (`sqlite`, `mysql`) supplies only its dialect: how it connects and locks,
+//! its DDL, how it stamps a row and how its failures read.
 
 pub mod mysql;
+#[cfg(test)]
+mod properties;
 pub mod sqlite;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use chrono::NaiveDateTime;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
-use crate::plan::{ChangeKind, FleetRow, Plan};
+use crate::core::{ChangeKind, FleetRow, Plan, Snapshot, StoreRules};
 
 /// Where `fleet_deckies` lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,66 +34,123 @@ impl std::fmt::Display for DbTarget {
     }
 }
 
-/// Plans on this host's rows as read inside the pass's transaction.
-pub type PlanOn<'a> = dyn FnMut(&[FleetRow]) -> Plan + 'a;
-
-/// `updated_at` as stored: SQLite's six fractional digits or MySQL's whole seconds.
-pub fn parse_stored_datetime(text: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()
+/// Whether the pass may write (a dry run may not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    ReadOnly,
 }
 
-/// [`FleetRow::written_at`] from a stored `updated_at`: the last moment it may
-/// stand for, given the `resolution` the backend keeps (a row written at
-/// 12:00:05.7 is stored by MySQL as 12:00:05, which alone would pass for older
-/// than a listing at 12:00:05.2). A stamp after `lock_won` (the pass's own clock,
-/// once no other pass can write) comes from a clock that was ahead: it is no
-/// evidence of a newer Docker view, and trusting it would block the row's state
-/// updates until the clock caught up.
-pub fn written_at(
-    stored: Option<&str>,
-    resolution: chrono::TimeDelta,
-    lock_won: NaiveDateTime,
-) -> Option<NaiveDateTime> {
-    let stamp = parse_stored_datetime(stored?)?;
-    (stamp <= lock_won).then(|| stamp + resolution - chrono::TimeDelta::nanoseconds(1))
+/// What a backend does for the one transaction of a pass.
+#[async_trait(?Send)]
+trait Dialect {
+    /// What the planner must know of this backend.
+    fn rules(&self) -> StoreRules;
+    /// `at` as this backend stores a datetime.
+    fn stamp(&self, at: DateTime<Utc>) -> String;
+    /// Keeps every other pass for `host` out until the connection ends, and
+    /// opens the transaction (a read-only one for a dry run).
+    async fn begin(&mut self, host: &str) -> Result<()>;
+    async fn table_exists(&mut self) -> Result<bool>;
+    /// Creates `fleet_deckies` with DECNET's DDL, inside the open transaction.
+    async fn create_table(&mut self) -> Result<()>;
+    async fn select_rows(&mut self, host: &str) -> Result<Vec<FleetRow>>;
+    /// Runs one write; returns how many rows it touched.
+    async fn execute(&mut self, write: &RowWrite<'_>) -> Result<u64>;
+    /// Commits; once it returns, the rows are written whatever happens after.
+    async fn commit(&mut self, host: &str) -> Result<()>;
 }
 
-/// The operations a pass needs from a database.
-pub trait FleetStore {
-    /// This host's rows, read without writing or creating anything (dry run).
-    fn read_rows(&mut self, host_uuid: &str) -> Result<Vec<FleetRow>>;
-
-    /// In one transaction that no other pass for this host can share: creates
-    /// the table when absent, reads this host's rows, plans on them with
-    /// `plan_on`, writes the plan and commits. A crash leaves the old rows or the new.
-    /// Rows are stamped with the time the lock was won, not when the pass began.
-    /// All its waiting for locks (and, on MySQL, for the server) ends within the
-    /// busy timeout it was opened with, counted from the open: one budget.
-    fn reconcile(&mut self, host_uuid: &str, plan_on: &mut PlanOn) -> Result<Plan>;
+/// An open database, for one pass.
+pub struct Store {
+    dialect: Box<dyn Dialect>,
+    access: Access,
 }
 
-/// Opens the database for a pass that may write.
-pub fn open(target: &DbTarget, busy_timeout: Duration) -> Result<Box<dyn FleetStore>> {
-    Ok(match target {
-        DbTarget::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path, busy_timeout)?),
-        DbTarget::MySql(target) => Box::new(mysql::MySqlStore::open(target, busy_timeout, false)?),
+/// Opens `target` for one pass. Every wait of the pass on the database ends
+/// within `busy_timeout`, counted from now: one budget.
+pub async fn open(target: &DbTarget, access: Access, busy_timeout: Duration) -> Result<Store> {
+    let deadline = Instant::now() + busy_timeout;
+    let dialect: Box<dyn Dialect> = match target {
+        DbTarget::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, access, deadline)?),
+        DbTarget::MySql(target) => Box::new(mysql::MySql::connect(target, access, deadline).await?),
+    };
+    Ok(Store { dialect, access })
+}
+
+/// A private in-memory SQLite database holding DECNET's table and `rows`,
+/// through the real SQLite dialect: for the property tests and the fuzzer.
+pub fn in_memory(rows: &[FleetRow]) -> Result<Store> {
+    Ok(Store {
+        dialect: Box::new(sqlite::Sqlite::in_memory(rows)?),
+        access: Access::ReadWrite,
     })
 }
 
-/// Opens the database for a dry run; `None` when there is no database to read.
-pub fn open_read_only(
-    target: &DbTarget,
-    busy_timeout: Duration,
-) -> Result<Option<Box<dyn FleetStore>>> {
-    Ok(match target {
-        DbTarget::Sqlite(path) => sqlite::SqliteStore::open_read_only(path, busy_timeout)?
-            .map(|db| Box::new(db) as Box<dyn FleetStore>),
-        DbTarget::MySql(target) => Some(Box::new(mysql::MySqlStore::open(
-            target,
-            busy_timeout,
-            true,
-        )?)),
-    })
+impl Store {
+    /// Opens this host's transaction: no other pass for `host` writes until it ends.
+    pub async fn begin(&mut self, host: &str) -> Result<Transaction<'_>> {
+        self.dialect.begin(host).await?;
+        let has_table = match self.dialect.table_exists().await? {
+            true => true,
+            false if self.access == Access::ReadWrite => {
+                self.dialect.create_table().await?;
+                true
+            }
+            false => false,
+        };
+        Ok(Transaction {
+            dialect: self.dialect.as_mut(),
+            host: host.to_owned(),
+            has_table,
+            read_at: Utc::now(),
+        })
+    }
+}
+
+/// This host's transaction: read the rows, apply a plan, commit. Dropped
+/// without a commit, nothing it wrote stays (the connection rolls back).
+pub struct Transaction<'s> {
+    dialect: &'s mut dyn Dialect,
+    host: String,
+    has_table: bool,
+    /// When the rows were read; the rows a plan writes are stamped with it.
+    read_at: DateTime<Utc>,
+}
+
+impl Transaction<'_> {
+    /// This host's rows, with what the planner must know of this store.
+    pub async fn snapshot(&mut self) -> Result<Snapshot> {
+        self.read_at = Utc::now();
+        let rows = match self.has_table {
+            true => self.dialect.select_rows(&self.host).await?,
+            false => Vec::new(),
+        };
+        Ok(Snapshot {
+            rows,
+            read_at: self.read_at.naive_utc(),
+            store: self.dialect.rules(),
+        })
+    }
+
+    /// Writes `plan`, every statement touching exactly one row.
+    pub async fn apply(&mut self, plan: &Plan) -> Result<()> {
+        let now = self.dialect.stamp(self.read_at);
+        for write in writes(plan, &now) {
+            let touched = self.dialect.execute(&write).await?;
+            if touched != 1 {
+                anyhow::bail!(
+                    "writing decky {:?} changed {touched} rows instead of one; the pass was rolled back",
+                    write.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.dialect.commit(&self.host).await
+    }
 }
 
 /// One statement of a pass, with positional (`?`) parameters.
@@ -111,7 +173,7 @@ pub enum Param<'a> {
 }
 
 const DELETE: &str = "DELETE FROM fleet_deckies WHERE host_uuid = ? AND name = ?";
-/// SQLite's rowid; only SQLite sets [`crate::plan::FleetRow::stored_key`].
+/// SQLite's rowid; only SQLite sets [`crate::core::FleetRow::stored_key`].
 const DELETE_BY_STORED_KEY: &str = "DELETE FROM fleet_deckies WHERE host_uuid = ? AND rowid = ?";
 // Parameters in SET order: state and last_seen, then the config columns, then updated_at and the key.
 const UPDATE_STATE: &str =
@@ -190,18 +252,10 @@ pub fn writes<'a>(plan: &'a Plan, now: &'a str) -> Vec<RowWrite<'a>> {
         .collect()
 }
 
-/// The error for a write that did not touch exactly one row.
-pub fn unexpected_row_count(write: &RowWrite, touched: u64) -> anyhow::Error {
-    anyhow::anyhow!(
-        "writing decky {:?} changed {touched} rows instead of one; the pass was rolled back",
-        write.name
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Change, DeckyState};
+    use crate::core::{Change, DeckyState};
 
     fn change(name: &str, kind: ChangeKind) -> Change {
         Change {
@@ -214,31 +268,6 @@ mod tests {
     }
 
     #[test]
-    fn a_stamp_stands_for_the_last_moment_of_its_resolution_and_never_for_the_future() {
-        let lock_won = parse_stored_datetime("2026-11-26 12:00:05.500000").expect("time");
-        let second = chrono::TimeDelta::seconds(1);
-        let micro = chrono::TimeDelta::microseconds(1);
-        let listed = parse_stored_datetime("2026-11-26 12:00:05.200000").expect("time");
-        // MySQL's 12:00:05 may be 12:00:05.7, after a listing at 12:00:05.2.
-        let whole = written_at(Some("2026-11-26 12:00:05"), second, lock_won).expect("past");
-        assert!(whole >= listed, "{whole}");
-        let earlier = written_at(Some("2026-11-26 12:00:04"), second, lock_won).expect("past");
-        assert!(earlier < listed, "{earlier}");
-        let fine = written_at(Some("2026-11-26 12:00:05.199999"), micro, lock_won).expect("past");
-        assert!(fine < listed, "{fine}");
-        assert_eq!(
-            written_at(Some("2026-11-26 12:00:05.200000"), micro, lock_won),
-            Some(listed + micro - chrono::TimeDelta::nanoseconds(1))
-        );
-        assert_eq!(
-            written_at(Some("2999-01-01 00:00:00.000000"), micro, lock_won),
-            None
-        );
-        assert_eq!(written_at(Some("yesterday"), micro, lock_won), None);
-        assert_eq!(written_at(None, micro, lock_won), None);
-    }
-
-    #[test]
     fn deletions_are_written_before_inserts() {
         let plan = Plan {
             changes: vec![
@@ -246,7 +275,7 @@ mod tests {
                     "decky-a",
                     ChangeKind::Insert {
                         state: DeckyState::Running,
-                        columns: crate::plan::ConfigColumns {
+                        columns: crate::core::ConfigColumns {
                             services_json: "[]".to_owned(),
                             decky_ip: "1".to_owned(),
                             config_json: "{}".to_owned(),
@@ -275,16 +304,16 @@ mod tests {
 
     #[test]
     fn every_statement_gets_as_many_params_as_placeholders() {
-        let columns = crate::plan::ConfigColumns {
+        let columns = crate::core::ConfigColumns {
             services_json: "[]".to_owned(),
             decky_ip: "1".to_owned(),
             config_json: "{}".to_owned(),
         };
-        let transition = crate::plan::StateTransition {
+        let transition = crate::core::StateTransition {
             from: "running".to_owned(),
             to: DeckyState::Failed,
         };
-        let update = crate::plan::ConfigUpdate {
+        let update = crate::core::ConfigUpdate {
             columns: columns.clone(),
             changed_fields: vec!["decky_ip"],
         };

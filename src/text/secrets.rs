@@ -1,44 +1,20 @@
-//! What may be printed on a terminal or in the journal: text that came from a
-//! state file or a database, which may not move the cursor, recolour the
-//! screen, reorder the line or forge a log line; URLs, without their passwords;
-//! and the one stderr sink every log record and error goes through, which never
-//! fails the process, keeps each record on one line and masks every secret.
+//! Secrets kept out of everything this process writes: URLs shown without
+//! their passwords, whatever their shape, and the secrets of the invocation
+//! (from its arguments and environment) masked wherever they appear.
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::sync::Arc;
 
-/// Makes text from the state file or the DB safe for a terminal: control
-/// characters (ANSI escapes included), bidirectional overrides (which reorder
-/// what follows them on the line) and backslashes are shown escaped.
-pub fn escape(text: &str) -> String {
-    escape_where(text, |c| c == '\\' || is_unsafe_char(c))
-}
+use super::sanitize::escape_untrusted;
 
-/// Like [`escape`], but backslashes stay as they are: for text that may
-/// already hold [`escape`]'s output (a log record quoting an escaped name).
-pub fn neutralise(text: &str) -> String {
-    escape_where(text, is_unsafe_char)
-}
-
-fn escape_where(text: &str, needs_escape: impl Fn(char) -> bool) -> String {
-    if !text.chars().any(&needs_escape) {
-        return text.to_owned();
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if needs_escape(c) {
-            escaped.extend(c.escape_default());
-        } else {
-            escaped.push(c);
-        }
-    }
-    escaped
-}
-
-fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+/// The scheme of `text` (RFC 3986: a letter, then letters, digits, `+`, `-`,
+/// `.`) when it starts with one followed by `:`. The one reader of URL schemes:
+/// the database, the bus, Docker's endpoint and redaction all ask it.
+pub fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
 }
 
 /// A URL fit to print, whatever its shape: the password of its user info (with
@@ -46,7 +22,7 @@ fn is_unsafe_char(c: char) -> bool {
 /// of every query parameter that names a secret (`pass=`, `password=`, …) are
 /// replaced by `***`. Never fails: text that is no URL at all is only escaped.
 pub fn redact_url(url: &str) -> String {
-    escape(&redact_url_shape(url))
+    escape_untrusted(&redact_url_shape(url))
 }
 
 /// Query parameters whose values are secrets: redis-rs's `pass`, the mysql
@@ -70,26 +46,15 @@ struct UrlShape<'a> {
 
 impl<'a> UrlShape<'a> {
     fn of(text: &'a str) -> Self {
-        let scheme_len = text
-            .char_indices()
-            .take_while(|&(i, c)| {
-                if i == 0 {
-                    c.is_ascii_alphabetic()
-                } else {
-                    c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')
-                }
-            })
-            .count();
-        if scheme_len > 0 && text[scheme_len..].starts_with(':') {
-            UrlShape {
-                scheme: Some(&text[..=scheme_len]),
-                rest: &text[scheme_len + 1..],
-            }
-        } else {
-            UrlShape {
+        match url_scheme(text) {
+            Some(scheme) => UrlShape {
+                scheme: Some(&text[..=scheme.len()]),
+                rest: &text[scheme.len() + 1..],
+            },
+            None => UrlShape {
                 scheme: None,
                 rest: text,
-            }
+            },
         }
     }
 
@@ -232,7 +197,13 @@ impl Secrets {
                 .to_string();
                 let quoted = format!("{secret:?}");
                 let quoted = quoted[1..quoted.len() - 1].to_owned();
-                [secret.clone(), decoded, encoded, quoted, escape(secret)]
+                [
+                    secret.clone(),
+                    decoded,
+                    encoded,
+                    quoted,
+                    escape_untrusted(secret),
+                ]
             })
             .filter(|secret| secret.chars().count() >= Self::MIN_MASKED_LEN)
             .collect();
@@ -264,165 +235,9 @@ fn found_in_url(text: &str, found: &mut Vec<String>) {
     UrlShape::of(text).masked(|secret| found.push(secret.to_owned()));
 }
 
-/// Everything this process writes to stderr: log records and errors. Writing
-/// never fails the process (a full disk or a closed pipe loses the text, not
-/// the pass); each record stays one line, its control and bidi characters
-/// neutralised, so text quoted from Docker or Redis cannot forge or reorder a
-/// journal line; and every secret is masked.
-#[derive(Debug, Clone)]
-pub struct StderrSink {
-    secrets: Arc<Secrets>,
-    /// Let SGR colour sequences through (our own, when stderr is a terminal).
-    colour: bool,
-}
-
-impl StderrSink {
-    pub fn new(secrets: Arc<Secrets>, colour: bool) -> Self {
-        StderrSink { secrets, colour }
-    }
-
-    /// Writes one record as one line.
-    pub fn line(&self, record: &str) {
-        let mut line = self.clean(record);
-        line.push('\n');
-        self.write(&line);
-    }
-
-    /// Writes text of several lines (clap's usage errors), each cleaned alike.
-    pub fn text(&self, text: &str) {
-        let cleaned: Vec<String> = text.split('\n').map(|line| self.clean(line)).collect();
-        self.write(&cleaned.join("\n"));
-    }
-
-    fn clean(&self, record: &str) -> String {
-        let masked = redact_urls_in(&self.secrets.mask(record));
-        if self.colour {
-            neutralise_keeping_colour(&masked)
-        } else {
-            neutralise(&masked)
-        }
-    }
-
-    fn write(&self, text: &str) {
-        // Nowhere is left to report a failure to write stderr.
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
-    }
-}
-
-/// [`neutralise`], except for SGR sequences (`ESC [ digits ; m`), which can
-/// only colour text: the log formatter's own level colours.
-fn neutralise_keeping_colour(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('\u{1b}') {
-        out.push_str(&neutralise(&rest[..at]));
-        let sequence = rest[at + 1..].strip_prefix('[').and_then(|params| {
-            let len = params
-                .find(|c: char| !(c.is_ascii_digit() || c == ';'))
-                .filter(|&end| params[end..].starts_with('m'))?;
-            Some(len + 3)
-        });
-        match sequence {
-            Some(len) => {
-                out.push_str(&rest[at..at + len]);
-                rest = &rest[at + len..];
-            }
-            None => {
-                out.push_str("\\u{1b}");
-                rest = &rest[at + 1..];
-            }
-        }
-    }
-    out.push_str(&neutralise(rest));
-    out
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrSink {
-    type Writer = StderrRecord;
-
-    fn make_writer(&'a self) -> StderrRecord {
-        StderrRecord {
-            sink: self.clone(),
-            buffer: Vec::new(),
-        }
-    }
-}
-
-/// One log record, gathered whole and written as one line when dropped.
-pub struct StderrRecord {
-    sink: StderrSink,
-    buffer: Vec<u8>,
-}
-
-impl Write for StderrRecord {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for StderrRecord {
-    fn drop(&mut self) {
-        if self.buffer.is_empty() {
-            return;
-        }
-        let text = String::from_utf8_lossy(&self.buffer);
-        self.sink.line(text.strip_suffix('\n').unwrap_or(&text));
-    }
-}
-
-/// Opens `/dev/null` on whichever of stdin, stdout and stderr the caller
-/// closed (`2>&-`), so that no socket or file this process opens later takes
-/// their place and receives its log lines.
-pub fn fill_closed_standard_streams() {
-    use std::os::fd::{AsRawFd, IntoRawFd};
-    for _ in 0..3 {
-        let Ok(null) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-        else {
-            return;
-        };
-        if null.as_raw_fd() > 2 {
-            return;
-        }
-        // Stays open for the life of the process, in the standard stream's place.
-        let _ = null.into_raw_fd();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_and_backslashes_are_escaped() {
-        assert_eq!(escape("plain-name"), "plain-name");
-        assert_eq!(escape("a\u{1b}[31mred"), "a\\u{1b}[31mred");
-        assert_eq!(escape("tab\there"), "tab\\there");
-        assert_eq!(escape("back\\slash"), "back\\\\slash");
-        assert_eq!(escape("é ünïcode"), "é ünïcode");
-        assert_eq!(escape("bidi\u{202e}txt.exe"), "bidi\\u{202e}txt.exe");
-        assert_eq!(escape("csi\u{9b}2J"), "csi\\u{9b}2J");
-    }
-
-    #[test]
-    fn neutralise_leaves_backslashes_alone() {
-        assert_eq!(neutralise("a\\u{1b}b\nc\u{2067}"), "a\\u{1b}b\\nc\\u{2067}");
-    }
-
-    #[test]
-    fn colour_sequences_survive_only_when_they_only_colour() {
-        assert_eq!(
-            neutralise_keeping_colour("\u{1b}[33mWARN\u{1b}[0m x\u{1b}[2J\u{1b}"),
-            "\u{1b}[33mWARN\u{1b}[0m x\\u{1b}[2J\\u{1b}"
-        );
-    }
 
     /// Every shape the issue found leaking, and redis-rs's and DECNET's others.
     const SHAPES: [(&str, &str); 16] = [

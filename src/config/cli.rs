@@ -1,5 +1,5 @@
-//! The command line as clap sees it (SPEC §2). Nothing here leaves `config.rs`:
-//! it turns these raw arguments into a validated `Config`.
+//! The command line as clap sees it (SPEC §2). Nothing here leaves the
+//! `config` module, which turns these raw arguments into a validated `Config`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -163,14 +163,16 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Seconds as a positive number, fractions allowed (`0.5`), at most a day.
+/// Seconds, fractions allowed (`0.5`), from a millisecond to a day: a bound
+/// below a millisecond (`1e-300`) is no bound anyone meant, and would time
+/// every request out before it was sent.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 86_400.0) {
+    if !(0.001..=86_400.0).contains(&secs) {
         return Err(format!(
-            "{text} must be more than 0 and at most 86400 seconds"
+            "{text} must be at least 0.001 and at most 86400 seconds"
         ));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -241,7 +243,10 @@ mod tests {
     #[test]
     fn seconds_must_be_positive_numbers() {
         assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
-        for bad in ["0", "-1", "abc", "NaN", "inf"] {
+        assert_eq!(parse_seconds("0.001"), Ok(Duration::from_millis(1)));
+        for bad in [
+            "0", "-1", "abc", "NaN", "inf", "1e-300", "0.0009", "86400.5",
+        ] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
         }
     }

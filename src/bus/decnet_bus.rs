@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tracing::debug;
 
-use super::{Delivery, Event};
+use super::Event;
 
 /// DECNET's server drops the connection on a header line longer than this, newline included…
 const MAX_HEADER_BYTES: usize = 4096;
@@ -20,11 +20,11 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot connect: {0}")]
+    #[error("cannot connect: {}", crate::net::io_failure(.0))]
     Connect(io::Error),
-    #[error("sending the events: {0}")]
+    #[error("sending the events: {}", crate::net::io_failure(.0))]
     Send(io::Error),
-    #[error("the connection broke before the bus had read every event: {0}")]
+    #[error("the connection broke before the bus had read every event: {}", crate::net::io_failure(.0))]
     Dropped(io::Error),
     #[error("the bus did not read every event and close the connection within {0:?}")]
     NoClose(Duration),
@@ -34,13 +34,13 @@ pub enum BusError {
 /// acknowledges a frame; it closes the connection once it has read `BYE`, so
 /// that close is the sign that every event reached it. Events whose frame
 /// exceeds DECNET's limits are left out (the server would drop the connection,
-/// losing every later event) and reported in the returned `Delivery`.
-pub async fn publish(
+/// losing every later event) and returned.
+pub async fn publish<'e>(
     socket: &Path,
     timeout: Duration,
-    events: &[Event],
-) -> Result<Delivery, BusError> {
-    let mut delivery = Delivery::default();
+    events: &'e [Event],
+) -> Result<Vec<&'e Event>, BusError> {
+    let mut too_large = Vec::new();
     let mut wire = Vec::new();
     push_frame(
         &mut wire,
@@ -48,18 +48,18 @@ pub async fn publish(
         &format!("decnet-reconcile[{}]", std::process::id()),
         b"",
     );
-    for (index, event) in events.iter().enumerate() {
+    for event in events {
         if fits("PUB", &event.channel, event.message.as_bytes()) {
             push_frame(&mut wire, "PUB", &event.channel, event.message.as_bytes());
         } else {
-            delivery.too_large.push(index);
+            too_large.push(event);
         }
     }
-    if delivery.too_large.len() == events.len() {
-        return Ok(delivery);
+    if too_large.len() == events.len() {
+        return Ok(too_large);
     }
     push_frame(&mut wire, "BYE", "", b"");
-    let frames = events.len() - delivery.too_large.len();
+    let frames = events.len() - too_large.len();
     let exchange = async {
         let mut stream = UnixStream::connect(socket)
             .await
@@ -67,7 +67,7 @@ pub async fn publish(
         stream.write_all(&wire).await.map_err(BusError::Send)?;
         debug!(
             "{frames} event(s) written to {}; waiting for the bus to close the connection",
-            crate::terminal::escape(&socket.to_string_lossy())
+            crate::text::escape_untrusted(&socket.to_string_lossy())
         );
         // A server that read every frame closes cleanly (end of file); one that
         // died with frames unread resets the connection. A publisher is sent
@@ -84,7 +84,7 @@ pub async fn publish(
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(BusError::NoClose(timeout)))?;
-    Ok(delivery)
+    Ok(too_large)
 }
 
 /// Whether DECNET's server accepts a frame of `verb args` with this body.

@@ -1,8 +1,9 @@
 //! The event bus: one event per written row, after the commit (SPEC §6), and
 //! the optional heartbeat, on Redis pub/sub or on DECNET's own Unix-socket bus.
-//! An event is a notification that may be lost, never one for a change not written.
-//! This module owns what is common to both transports — the envelope, the
-//! channel rules and the choice of bus; each transport is a submodule.
+//! An event is a notification that may be lost, never one for a change not
+//! written, and a lost event is a warning, never an error. This module owns
+//! what is common to both transports — a bus URL, the envelope, the channel
+//! rules and the books of what was lost; each transport is a submodule.
 
 mod decnet_bus;
 mod redis;
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
+use tracing::warn;
 
-use crate::plan::{Action, ChangeKind, Plan};
+use crate::core::{ChangeKind, Counts, DockerStatus, Heartbeat, Plan};
 
 /// Where DECNET's `decnet bus` listens unless `DECNET_BUS_SOCKET` says otherwise.
 pub const DECNET_BUS_SOCKET: &str = "/run/decnet/bus.sock";
@@ -27,6 +29,15 @@ pub const HEARTBEAT_CHANNEL: &str = "system.reconciler.health";
 pub struct Event {
     pub channel: String,
     pub message: String,
+    pub kind: EventKind,
+}
+
+/// Whether an event announces a written row or is the pass's heartbeat:
+/// only the first kind counts in `published` and `events_lost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Change,
+    Heartbeat,
 }
 
 /// A change that cannot be announced on the configured bus, and why.
@@ -66,7 +77,8 @@ impl Bus {
             }
             return Bus::decnet_socket(PathBuf::from(path));
         }
-        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        let scheme =
+            crate::text::url_scheme(url).filter(|scheme| url[scheme.len()..].starts_with("://"));
         match scheme {
             Some(scheme) if scheme.starts_with("redis") => {
                 ::redis::Client::open(url)
@@ -89,7 +101,7 @@ impl Bus {
         if path.as_os_str().len() > 107 {
             bail!(
                 "the bus socket path {:?} is longer than the 107 bytes a Unix socket address holds",
-                crate::terminal::escape(&path.to_string_lossy())
+                crate::text::escape_untrusted(&path.to_string_lossy())
             );
         }
         Ok(Bus::DecnetUnix(path))
@@ -106,18 +118,18 @@ impl Bus {
 /// A bus value fit for a message, quoted (it may be empty): a password
 /// redacted, control characters escaped.
 fn shown(url: &str) -> String {
-    format!("\"{}\"", crate::terminal::redact_url(url))
+    format!("\"{}\"", crate::text::redact_url(url))
 }
 
 /// How the bus is named in warnings: no password, no raw control characters.
 impl fmt::Display for Bus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Bus::Redis(url) => write!(f, "Redis at {}", crate::terminal::redact_url(url)),
+            Bus::Redis(url) => write!(f, "Redis at {}", crate::text::redact_url(url)),
             Bus::DecnetUnix(path) => write!(
                 f,
                 "DECNET's bus at {}",
-                crate::terminal::escape(&path.to_string_lossy())
+                crate::text::escape_untrusted(&path.to_string_lossy())
             ),
         }
     }
@@ -153,18 +165,25 @@ struct Envelope<'a, P> {
 }
 
 impl<P: Serialize> Envelope<'_, P> {
-    fn event(channel: String, kind: &'static str, ts: f64, payload: P) -> Event {
+    fn event(channel: String, kind: EventKind, ts: f64, payload: P) -> Event {
         let envelope = Envelope {
             v: 1,
             id: uuid::Uuid::new_v4().simple().to_string(),
             topic: &channel,
-            kind,
+            kind: match kind {
+                EventKind::Change => "state",
+                EventKind::Heartbeat => "health",
+            },
             ts,
             payload,
         };
         let message = serde_json::to_string(&envelope)
             .unwrap_or_else(|err| unreachable!("serializing an event: {err}"));
-        Event { channel, message }
+        Event {
+            channel,
+            message,
+            kind,
+        }
     }
 }
 
@@ -214,7 +233,7 @@ pub fn events_for(plan: &Plan, ts: f64, transport: Transport) -> (Vec<Event>, Ve
             source: "fleet",
             previous_state,
         };
-        events.push(Envelope::event(channel, "state", ts, payload));
+        events.push(Envelope::event(channel, EventKind::Change, ts, payload));
     }
     (events, unannounceable)
 }
@@ -231,22 +250,19 @@ fn channel_safe(segment: &str) -> bool {
 #[derive(Debug, Clone, Serialize)]
 pub struct Health<'a> {
     pub host_uuid: &'a str,
-    pub inserted: usize,
-    pub deleted: usize,
-    pub updated: usize,
+    #[serde(flatten)]
+    pub counts: Counts,
     /// `ok` or `unknown`, as in the JSON report.
     pub docker: &'static str,
     pub duration_ms: u64,
 }
 
 impl<'a> Health<'a> {
-    pub fn of(plan: &Plan, host_uuid: &'a str, docker_known: bool, duration: Duration) -> Self {
+    pub fn of(plan: &Plan, host_uuid: &'a str, docker: DockerStatus, duration: Duration) -> Self {
         Health {
             host_uuid,
-            inserted: plan.count(Action::Inserted),
-            deleted: plan.count(Action::Deleted),
-            updated: plan.count(Action::Updated),
-            docker: if docker_known { "ok" } else { "unknown" },
+            counts: plan.counts(),
+            docker: docker.as_str(),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -269,15 +285,12 @@ pub fn heartbeat(health: &Health<'_>, ts: f64) -> Event {
         ts,
         health,
     };
-    Envelope::event(HEARTBEAT_CHANNEL.to_owned(), "health", ts, payload)
-}
-
-/// What became of the events handed to [`publish`] when the bus took the rest.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Delivery {
-    /// Indexes of the events lost on their own: DECNET's bus refuses a frame
-    /// over its size limits, and sending it would lose every later event.
-    pub too_large: Vec<usize>,
+    Envelope::event(
+        HEARTBEAT_CHANNEL.to_owned(),
+        EventKind::Heartbeat,
+        ts,
+        payload,
+    )
 }
 
 /// Why a bus took none of the events.
@@ -289,22 +302,95 @@ pub enum PublishError {
     DecnetBus(#[from] decnet_bus::BusError),
 }
 
-/// Publishes `events` in order on one connection, within `timeout` in all.
-/// Nothing to publish opens no connection. On error none count as delivered.
-pub async fn publish(
+/// Publishes `events` in order on one connection, within `timeout` in all,
+/// and returns those lost on their own (DECNET's bus refuses a frame over its
+/// size limits; sending it would lose every later event). Nothing to publish
+/// opens no connection. On error none count as delivered.
+async fn publish<'e>(
     bus: &Bus,
     timeout: Duration,
-    events: &[Event],
-) -> Result<Delivery, PublishError> {
+    events: &'e [Event],
+) -> Result<Vec<&'e Event>, PublishError> {
     if events.is_empty() {
-        return Ok(Delivery::default());
+        return Ok(Vec::new());
     }
     match bus {
         Bus::Redis(url) => {
             redis::publish(url, timeout, events).await?;
-            Ok(Delivery::default())
+            Ok(Vec::new())
         }
         Bus::DecnetUnix(socket) => Ok(decnet_bus::publish(socket, timeout, events).await?),
+    }
+}
+
+/// What became of a pass's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    /// Change events the bus took.
+    pub published: usize,
+    /// Change events lost.
+    pub lost: usize,
+    /// `None` when no heartbeat was sent.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// Announces the committed `plan` on `bus`, then `health` as the heartbeat
+/// when given, on one connection; `ts` is the commit time in epoch seconds.
+/// Whatever is lost is a warning.
+pub async fn announce(
+    bus: &Bus,
+    timeout: Duration,
+    plan: &Plan,
+    health: Option<&Health<'_>>,
+    ts: f64,
+) -> Announced {
+    let (mut events, unannounceable) = events_for(plan, ts, bus.transport());
+    for skipped in &unannounceable {
+        warn!(
+            "decky {:?} of host {:?} was written but not announced on {bus}: {}",
+            skipped.name, skipped.host_uuid, skipped.reason
+        );
+    }
+    let changes = events.len();
+    events.extend(health.map(|health| heartbeat(health, ts)));
+    let lost: Vec<&Event> = match publish(bus, timeout, &events).await {
+        Ok(too_large) => {
+            for event in &too_large {
+                warn!(
+                    "the event on {} is over the size limits of {bus}: lost",
+                    crate::text::escape_untrusted(&abbreviated(&event.channel))
+                );
+            }
+            too_large
+        }
+        Err(err) => {
+            let what = match (changes, health.is_some()) {
+                (0, true) => "the heartbeat".to_owned(),
+                (changes, true) => format!("{changes} event(s) and the heartbeat"),
+                (changes, false) => format!("{changes} event(s)"),
+            };
+            warn!("{bus} failed ({err}): {what} lost; the database is converged all the same");
+            events.iter().collect()
+        }
+    };
+    let lost_changes = lost.iter().filter(|e| e.kind == EventKind::Change).count();
+    let heartbeat_lost = lost.iter().any(|e| e.kind == EventKind::Heartbeat);
+    Announced {
+        published: changes - lost_changes,
+        lost: lost_changes,
+        heartbeat: health.map(|_| match heartbeat_lost {
+            true => Heartbeat::Lost,
+            false => Heartbeat::Sent,
+        }),
+    }
+}
+
+/// A channel short enough for a log line: a decky name may be kilobytes long.
+fn abbreviated(channel: &str) -> String {
+    const SHOWN: usize = 80;
+    match channel.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}… ({} bytes)", &channel[..end], channel.len()),
+        None => channel.to_owned(),
     }
 }
 
@@ -373,9 +459,11 @@ mod tests {
     fn the_heartbeat_is_decnets_health_event_with_the_pass_figures() {
         let health = Health {
             host_uuid: "local",
-            inserted: 1,
-            deleted: 2,
-            updated: 3,
+            counts: Counts {
+                inserted: 1,
+                deleted: 2,
+                updated: 3,
+            },
             docker: "ok",
             duration_ms: 12,
         };

@@ -1,12 +1,13 @@
-//! The pure planning core: state-file deckies, this host's DB rows and Docker's
-//! container states in, the list of changes that converges them out (SPEC §4).
-//! No I/O happens here; every rule of the pass lives here.
+//! The planner: every rule of a pass (SPEC §4), from the state file's deckies,
+//! this host's rows and Docker's view to the list of changes that converges
+//! them, including the rules that depend on the store (how long a name may
+//! be, how precisely it stamps a row).
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, TimeDelta};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
-use crate::state_file::Decky;
+use super::{ContainerStates, Decky, DockerView, FleetRow, Snapshot};
 
 /// A decky's state as DECNET's `fleet_deckies.state` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,76 +29,6 @@ impl DeckyState {
     }
 }
 
-/// Which containers exist and whether each is running, by name.
-///
-/// Keyed with FxHash rather than SipHash: the names come from root's state file
-/// and the Docker daemon, not from a peer that could aim collisions at it, and
-/// hashing was a tenth of planning 10,000 deckies.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ContainerStates {
-    running_by_name: FxHashMap<String, bool>,
-    /// When Docker was asked; `None` for a view of no particular moment.
-    listed_at: Option<NaiveDateTime>,
-}
-
-impl ContainerStates {
-    /// Records a container by its Docker state string; anything but `running`
-    /// (including a state this version has never heard of) counts as not running.
-    pub fn insert(&mut self, name: impl Into<String>, state: &str) {
-        self.running_by_name.insert(name.into(), state == "running");
-    }
-
-    /// Records when Docker was asked for this view (taken before the request
-    /// went out). A row written at or after that moment may hold a newer view
-    /// than this one, so the plan leaves its state alone (see [`plan`]).
-    pub fn set_listed_at(&mut self, at: NaiveDateTime) {
-        self.listed_at = Some(at);
-    }
-
-    /// Whether `row` may have been written after this view was asked for.
-    fn is_older_than(&self, row: &FleetRow) -> bool {
-        matches!((self.listed_at, row.written_at), (Some(listed), Some(written)) if written >= listed)
-    }
-
-    fn is_running(&self, name: &str) -> Option<bool> {
-        self.running_by_name.get(name).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.running_by_name.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running_by_name.is_empty()
-    }
-}
-
-/// What this pass knows of Docker. `Unknown` must never be read as "no containers".
-#[derive(Debug, Clone, PartialEq)]
-pub enum DockerView {
-    Known(ContainerStates),
-    Unknown,
-}
-
-/// The columns of a `fleet_deckies` row that the plan reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetRow {
-    pub host_uuid: String,
-    pub name: String,
-    pub services: String,
-    pub decky_config: Option<String>,
-    pub decky_ip: Option<String>,
-    pub state: String,
-    /// Set by a backend when the stored name is not clean text (SQLite's rowid):
-    /// no decky can match such a row, so the plan deletes it, by this key.
-    pub stored_key: Option<i64>,
-    /// The latest moment the row's `updated_at` may stand for (a backend that
-    /// stores whole seconds rounds up), or `None` when the stamp is not a
-    /// datetime or lies in the future. Compared with [`ContainerStates`]'s
-    /// listing time: a row written after we asked Docker keeps its state.
-    pub written_at: Option<NaiveDateTime>,
-}
-
 /// Everything one pass will do, in the order it is shown and applied.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
@@ -111,9 +42,27 @@ impl Plan {
         self.changes.is_empty()
     }
 
-    pub fn count(&self, action: Action) -> usize {
-        self.changes.iter().filter(|c| c.action() == action).count()
+    /// How many rows the plan inserts, deletes and updates.
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for change in &self.changes {
+            match change.action() {
+                Action::Inserted => counts.inserted += 1,
+                Action::Deleted => counts.deleted += 1,
+                Action::Updated => counts.updated += 1,
+            }
+        }
+        counts
     }
+}
+
+/// Rows inserted, deleted and updated, as the summary line, the JSON report,
+/// the heartbeat and the metrics all count them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub inserted: usize,
+    pub deleted: usize,
+    pub updated: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -237,18 +186,63 @@ pub struct ConfigUpdate {
     pub changed_fields: Vec<&'static str>,
 }
 
-/// Plans one pass for host `host_uuid`. Rows of other hosts are ignored even if
-/// the caller passes them: this host's pass never touches them.
+/// Why no plan can converge this host: nothing may be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "--host-uuid is longer than the {max} characters fleet_deckies holds in this database"
+    )]
+    HostIdTooLong { max: usize },
+    #[error(
+        "state file: decky {shown:?}… has a name of {chars} characters; fleet_deckies in this \
+         database holds {max}. Nothing was written"
+    )]
+    NameTooLong {
+        /// The name's first 40 characters.
+        shown: String,
+        chars: usize,
+        max: usize,
+    },
+    #[error(
+        "--host-uuid {ours:?} and the rows of host {theirs:?} are one host id to the database's \
+         collation (it ignores case, accents and trailing spaces), so the table cannot keep their \
+         rows apart; give this host an id that differs in more than that. Nothing was written"
+    )]
+    HostIdsCollide { ours: String, theirs: String },
+}
+
+/// Plans one pass for host `host_uuid` on the rows `snapshot` read.
+///
+/// The snapshot holds the rows the store returned for this host. One whose
+/// host id is spelled otherwise means the store's collation holds two host
+/// ids as one (MySQL ignores case, accents and trailing spaces): no plan can
+/// keep their rows apart, so none is made.
 ///
 /// A row written at or after the moment Docker was listed gets no state
 /// update: whoever wrote it (another pass that won the lock first, or DECNET)
 /// may have seen a newer Docker than ours, and writing ours back would revert
 /// it. Its config is still repaired; the next pass, listing Docker afresh,
 /// fixes its state if it is wrong.
-pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid: &str) -> Plan {
-    let host_rows = || rows.iter().filter(|row| row.host_uuid == host_uuid);
+pub fn plan(
+    desired: &[Decky],
+    snapshot: &Snapshot,
+    docker: &DockerView,
+    host_uuid: &str,
+) -> Result<Plan, PlanError> {
+    let max_key_chars = snapshot.store.max_key_chars;
+    if let Some(max) = max_key_chars.filter(|&max| host_uuid.chars().count() > max) {
+        return Err(PlanError::HostIdTooLong { max });
+    }
+    if let Some(other) = snapshot.rows.iter().find(|row| row.host_uuid != host_uuid) {
+        return Err(PlanError::HostIdsCollide {
+            ours: host_uuid.to_owned(),
+            theirs: other.host_uuid.clone(),
+        });
+    }
+    let rows = &snapshot.rows;
     // This host's rows no decky has claimed yet; what is left at the end is deleted.
-    let mut unclaimed: FxHashMap<&str, &FleetRow> = host_rows()
+    let mut unclaimed: FxHashMap<&str, &FleetRow> = rows
+        .iter()
         .filter(|row| row.stored_key.is_none())
         .map(|row| (row.name.as_str(), row))
         .collect();
@@ -267,13 +261,16 @@ pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid
             DockerView::Unknown => None,
         };
         let kind = match unclaimed.remove(decky.name.as_str()) {
-            None => ChangeKind::Insert {
-                state: observed.map_or(DeckyState::Running, |(state, _)| state),
-                columns: config_columns(decky),
-            },
+            None => {
+                check_name_length(&decky.name, max_key_chars)?;
+                ChangeKind::Insert {
+                    state: observed.map_or(DeckyState::Running, |(state, _)| state),
+                    columns: config_columns(decky),
+                }
+            }
             Some(row) => {
                 let state = observed
-                    .filter(|(_, view)| !view.is_older_than(row))
+                    .filter(|(_, view)| !written_since(row, view, snapshot))
                     .map(|(state, _)| state)
                     .filter(|observed| observed.as_str() != row.state)
                     .map(|to| StateTransition {
@@ -300,7 +297,7 @@ pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid
         });
     }
 
-    for row in host_rows() {
+    for row in rows {
         if row.stored_key.is_some() || unclaimed.contains_key(row.name.as_str()) {
             plan.changes.push(Change {
                 host_uuid: host_uuid.to_owned(),
@@ -317,7 +314,42 @@ pub fn plan(desired: &[Decky], rows: &[FleetRow], docker: &DockerView, host_uuid
     // Inserts, then deletes, then updates; by name within each, so output is stable.
     plan.changes
         .sort_by(|a, b| (a.action() as u8, &a.name).cmp(&(b.action() as u8, &b.name)));
-    plan
+    Ok(plan)
+}
+
+/// A name the table cannot hold makes the state file bad for this store.
+fn check_name_length(name: &str, max_key_chars: Option<usize>) -> Result<(), PlanError> {
+    let chars = name.chars().count();
+    match max_key_chars {
+        Some(max) if chars > max => Err(PlanError::NameTooLong {
+            shown: name.chars().take(40).collect(),
+            chars,
+            max,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `row` may have been written after Docker was asked for `view`.
+fn written_since(row: &FleetRow, view: &ContainerStates, snapshot: &Snapshot) -> bool {
+    match (view.listed_at(), written_at(row, snapshot)) {
+        (Some(listed), Some(written)) => written >= listed,
+        _ => false,
+    }
+}
+
+/// The latest moment a row's `updated_at` may stand for, given the resolution
+/// the store keeps (a row written at 12:00:05.7 is stored by MySQL as
+/// 12:00:05, which alone would pass for older than a listing at 12:00:05.2).
+/// `None` when the stamp is not a datetime, or lies after the moment the rows
+/// were read: it comes from a clock that was ahead, is no evidence of a newer
+/// Docker view, and trusting it would block the row's state updates until the
+/// clock caught up.
+pub fn written_at(row: &FleetRow, snapshot: &Snapshot) -> Option<NaiveDateTime> {
+    let stamp =
+        NaiveDateTime::parse_from_str(row.updated_at.as_deref()?, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    (stamp <= snapshot.read_at)
+        .then(|| stamp + snapshot.store.stamp_resolution - TimeDelta::nanoseconds(1))
 }
 
 /// SPEC §4.2: a decky's state from its expected containers `<name>-<service>`.
@@ -417,4 +449,4 @@ fn services_for_display(services_json: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
