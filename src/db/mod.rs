@@ -2,6 +2,7 @@
 //! DECNET's SQLite file (`sqlite`) and a fleet's shared MySQL/MariaDB (`mysql`).
 //! The SQL each pass writes is built here, once, for both.
 
+pub mod files;
 pub mod mysql;
 pub mod sqlite;
 
