@@ -357,7 +357,8 @@ struct DeckyFields {
     host_uuid: Option<String>,
 }
 
-const DECKY_FIELD_NAMES: [&str; 14] = [
+/// The fields DECNET 1.0.0 declares; any other decky field is "unknown" (kept, warned about).
+pub const DECKY_FIELD_NAMES: [&str; 14] = [
     "name",
     "ip",
     "services",
