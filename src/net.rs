@@ -399,6 +399,52 @@ mod tests {
         assert!(matches!(err, LookupError::Failed { .. }), "{err}");
     }
 
+    /// The half of `a_process_at_its_thread_limit_gets_an_error_not_a_panic`
+    /// that runs at the limit: started by it, never on its own.
+    #[test]
+    #[ignore = "run by a_process_at_its_thread_limit_gets_an_error_not_a_panic"]
+    fn at_the_thread_limit() {
+        let rt = runtime();
+        let literal = rt.block_on(resolve("127.0.0.1", 6379, soon()));
+        assert!(
+            literal.is_ok(),
+            "an IP literal needs no thread: {literal:?}"
+        );
+        let err = rt
+            .block_on(resolve("localhost", 6379, soon()))
+            .expect_err("no thread may start");
+        assert!(matches!(err, LookupError::ThreadLimit { .. }), "{err}");
+        println!("at the limit: {err}");
+    }
+
+    /// RLIMIT_NPROC counts every task of the real user id and root ignores
+    /// it: the test binary runs again as a user id of its own with
+    /// `prlimit --nproc=1` (libtest then runs the test on its main thread).
+    /// Needs root, `setpriv` and `prlimit` (util-linux), as the suite does.
+    #[test]
+    fn a_process_at_its_thread_limit_gets_an_error_not_a_panic() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let output = std::process::Command::new("setpriv")
+            .args(["--reuid=64124", "--regid=64124", "--clear-groups", "--"])
+            .args(["prlimit", "--nproc=1", "--"])
+            .arg(&exe)
+            .args(["--ignored", "--exact", "net::tests::at_the_thread_limit"])
+            .args(["--nocapture", "--test-threads=1"])
+            .output()
+            .expect("setpriv and prlimit run (util-linux; this test needs root)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "the run at the thread limit failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+        assert!(
+            stdout.contains("the system is at its thread limit"),
+            "{stdout}"
+        );
+    }
+
     #[test]
     fn waits_are_said_in_seconds() {
         let text = LookupError::NoAnswer {
