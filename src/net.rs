@@ -208,6 +208,7 @@ impl fmt::Display for Seconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
@@ -442,6 +443,62 @@ mod tests {
         assert!(
             stdout.contains("the system is at its thread limit"),
             "{stdout}"
+        );
+    }
+
+    /// The half of `a_resolver_that_never_answers_ends_the_wait_and_the_process_on_time`
+    /// that runs with the silent resolver: started by it, never on its own.
+    #[test]
+    #[ignore = "run by a_resolver_that_never_answers_ends_the_wait_and_the_process_on_time"]
+    fn with_a_silent_resolver() {
+        let rt = runtime();
+        let started = std::time::Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let err = rt
+            .block_on(resolve("silent.decnet-test.example", 2375, deadline))
+            .expect_err("no answer");
+        rt.shutdown_background();
+        println!("silent resolver: {err} (after {:?})", started.elapsed());
+        assert!(matches!(err, LookupError::NoAnswer { .. }), "{err}");
+    }
+
+    /// The system's own resolver (glibc, NSS) pointed at a DNS server that
+    /// reads queries and never answers (`scripts/faults/with-silent-dns`: a
+    /// mount namespace of its own, root): the lookup is abandoned at its
+    /// 1 s deadline, and the process exits without waiting for the resolver
+    /// (which would hold it 150 s). Needs root, `unshare` and python3.
+    #[test]
+    fn a_resolver_that_never_answers_ends_the_wait_and_the_process_on_time() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/faults/with-silent-dns");
+        // A loopback address of this run's own, so that runs at once do not meet.
+        let pid = std::process::id();
+        let address = format!("127.{}.{}.{}", 100 + pid % 100, (pid / 100) % 250 + 1, 53);
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&exe)
+            .args(["--ignored", "--exact", "net::tests::with_a_silent_resolver"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("DECNET_SILENT_DNS_ADDRESS", &address)
+            .output()
+            .expect("bash runs scripts/faults/with-silent-dns");
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprintln!("with a silent resolver, the whole process took {took:?} (deadline 1 s)");
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "the run with a silent resolver failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+        assert!(
+            stdout.contains("the resolver did not answer within"),
+            "{stdout}"
+        );
+        assert!(
+            took < Duration::from_secs(60),
+            "the process hung for {took:?}"
         );
     }
 
