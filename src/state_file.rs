@@ -1,14 +1,14 @@
 //! The state file `decnet-state.json`: reading it with DECNET's type rules and
 //! turning each decky into the exact column text DECNET stores for it (SPEC §3.1, §9).
-//! Every refusal names the file, the decky and the field, in the file's terms.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Number, Value};
 
 use crate::core::Decky;
 use crate::text::escape_untrusted;
@@ -220,8 +220,8 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
     }
 
     let mut fleet = DesiredFleet::default();
-    let mut index_by_name: HashMap<&str, usize> = HashMap::new();
-    for (index, fields) in typed.config.deckies.iter().enumerate() {
+    let mut index_by_name: HashMap<String, usize> = HashMap::new();
+    for (index, mut fields) in typed.config.deckies.into_iter().enumerate() {
         let location = || decky_location(index, Some(&fields.name));
         if fields.services.is_empty() {
             return Err(ParseError::invalid(
@@ -229,18 +229,24 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
                 "must list at least one service",
             ));
         }
-        if let Some(first) = index_by_name.insert(&fields.name, index) {
+        if let Some(first) = index_by_name.insert(fields.name.clone(), index) {
             return Err(ParseError::invalid(
                 location(),
                 format!("the name is already used by the decky at index {first}"),
             ));
         }
-        for key in fields.unknown.keys() {
+        for (key, value) in fields.unknown.iter_mut() {
             if !fleet.unknown_fields.contains(key) {
                 fleet.unknown_fields.push(key.clone());
             }
+            *value = as_decnet_writes(value);
         }
-        fleet.deckies.push(decky_of(fields));
+        for settings in fields.service_config.values_mut() {
+            for value in settings.values_mut() {
+                *value = as_decnet_writes(value);
+            }
+        }
+        fleet.deckies.push(decky_of(&fields));
     }
     Ok(fleet)
 }
@@ -288,7 +294,7 @@ struct DecnetConfig {
     #[serde(default, rename = "ipvlan")]
     _ipvlan: Option<bool>,
     #[serde(default, rename = "mutate_interval")]
-    _mutate_interval: Option<i64>,
+    _mutate_interval: Option<LaxInteger>,
 }
 
 #[derive(Deserialize)]
@@ -318,11 +324,11 @@ struct DeckyFields {
     #[serde(default = "default_nmap_os")]
     nmap_os: String,
     #[serde(default)]
-    mutate_interval: Option<i64>,
+    mutate_interval: Option<Integer>,
     #[serde(default)]
-    last_mutated: f64,
+    last_mutated: Float,
     #[serde(default)]
-    last_login_attempt: f64,
+    last_login_attempt: Float,
     #[serde(default)]
     host_uuid: Option<String>,
     /// Fields a newer DECNET may add: kept, after the declared ones, in file order.
@@ -336,6 +342,162 @@ fn default_build_base() -> String {
 
 fn default_nmap_os() -> String {
     "linux".to_owned()
+}
+
+/// A JSON number as DECNET stores it in `decky_config`: its pydantic model
+/// holds what `json.loads` read (a Python `int` of any size, or a `float`),
+/// and its DB write (`orjson.dumps`) writes an `int` digit for digit and a
+/// `float` in orjson's shortest form (`5.0`, `1e+16`, `0.00001`, `1.5e-7`),
+/// or `null` when it is not finite (`1e400` reads as infinity).
+fn decnet_number(number: &Number) -> Value {
+    let text = number.as_str();
+    if is_integer_text(text) {
+        // JSON allows no leading zeros nor `+`: only `-0` is not Python's spelling.
+        let canonical = if text == "-0" { "0" } else { text };
+        Value::Number(json_number(canonical))
+    } else {
+        float_value(text.parse().unwrap_or(f64::NAN))
+    }
+}
+
+/// A finite float in orjson's (zmij's) form, anything else as `null`.
+fn float_value(float: f64) -> Value {
+    if float.is_finite() {
+        Value::Number(json_number(zmij::Buffer::new().format_finite(float)))
+    } else {
+        Value::Null
+    }
+}
+
+/// Python's `json.loads` reads a number without `.`, `e` or `E` as an `int`.
+fn is_integer_text(text: &str) -> bool {
+    !text.contains(['.', 'e', 'E'])
+}
+
+/// A `Number` holding `text`, which is a JSON number (digits, or zmij's output).
+fn json_number(text: &str) -> Number {
+    serde_json::from_str(text)
+        .unwrap_or_else(|err| unreachable!("{text:?} is a JSON number: {err}"))
+}
+
+/// `value` with every number as DECNET writes it ([`decnet_number`]).
+fn as_decnet_writes(value: &Value) -> Value {
+    match value {
+        Value::Number(number) => decnet_number(number),
+        Value::Array(items) => Value::Array(items.iter().map(as_decnet_writes).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), as_decnet_writes(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A decky's `int` field (strict pydantic `int`): a JSON integer of any size,
+/// kept digit for digit; a float (`30.0`, `1e2`), a bool or a string is refused.
+#[derive(Debug)]
+struct Integer(Number);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = Number::deserialize(deserializer)?;
+        match decnet_number(&number) {
+            Value::Number(integer) if is_integer_text(number.as_str()) => Ok(Integer(integer)),
+            _ => Err(D::Error::invalid_type(
+                Unexpected::Other("a number with a fraction or an exponent"),
+                &"an integer",
+            )),
+        }
+    }
+}
+
+impl Serialize for Integer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// A decky's `float` field (strict pydantic `float`): any JSON number. An
+/// integer becomes the nearest float, as Python's `float(int)` does, and one
+/// too large for a float is refused (Python raises `OverflowError`); a float
+/// literal past the range is infinity, which DECNET accepts and stores as `null`.
+#[derive(Debug, Default)]
+struct Float(f64);
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = Number::deserialize(deserializer)?;
+        let float: f64 = number.as_str().parse().map_err(|_| {
+            D::Error::invalid_type(Unexpected::Other("an unreadable number"), &"a number")
+        })?;
+        if is_integer_text(number.as_str()) && !float.is_finite() {
+            return Err(D::Error::invalid_value(
+                Unexpected::Other("an integer too large for a float"),
+                &"a number",
+            ));
+        }
+        Ok(Float(float))
+    }
+}
+
+impl Serialize for Float {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        float_value(self.0).serialize(serializer)
+    }
+}
+
+/// `DecnetConfig.mutate_interval`: that model is not strict, so pydantic's lax
+/// `int` applies there: an integer of any size; a finite float with no
+/// fraction (`30.0`, `1e2`); `true`/`false`; or a string holding an integer,
+/// with surrounding whitespace, a sign, single `_` between digits and a
+/// fraction of zeros (`" +1_000 "`, `"30.00"`). The value is never stored,
+/// only checked, so that a file DECNET reads is never refused here.
+#[derive(Debug)]
+struct LaxInteger;
+
+impl<'de> Deserialize<'de> for LaxInteger {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let accepted = match Value::deserialize(deserializer)? {
+            Value::Bool(_) => true,
+            Value::Number(number) => {
+                is_integer_text(number.as_str())
+                    || number
+                        .as_str()
+                        .parse::<f64>()
+                        .is_ok_and(|float| float.is_finite() && float.fract() == 0.0)
+            }
+            Value::String(text) => is_lax_integer_string(&text),
+            _ => false,
+        };
+        if accepted {
+            Ok(LaxInteger)
+        } else {
+            Err(D::Error::invalid_type(
+                Unexpected::Other("another value"),
+                &"an integer",
+            ))
+        }
+    }
+}
+
+/// pydantic-core's string-to-int: `[+-]?D(_?D)*(\.0+)?` with ASCII digits,
+/// surrounding whitespace ignored.
+fn is_lax_integer_string(text: &str) -> bool {
+    let text = text.trim();
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let digits_ok = !whole.is_empty()
+        && !whole.starts_with('_')
+        && !whole.ends_with('_')
+        && !whole.contains("__")
+        && whole.chars().all(|c| c.is_ascii_digit() || c == '_');
+    let fraction_ok =
+        fraction.is_none_or(|zeros| !zeros.is_empty() && zeros.chars().all(|c| c == '0'));
+    digits_ok && fraction_ok
 }
 
 /// serde reads a JSON list given where a struct is expected as the struct's
@@ -433,7 +595,12 @@ fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => format!("the number {n}"),
+        Value::Number(n) if n.as_str().len() <= 40 => format!("the number {n}"),
+        Value::Number(n) => format!(
+            "the number {}… ({} characters)",
+            n.as_str().chars().take(24).collect::<String>(),
+            n.as_str().len()
+        ),
         Value::String(text) if text.chars().count() <= 40 => {
             format!("the string \"{}\"", escape_untrusted(text))
         }
@@ -602,6 +769,171 @@ mod tests {
             text.contains("config.deckies[1]") && text.contains("index 0"),
             "{text}"
         );
+    }
+
+    fn decky_with(field: &str, value: &str) -> String {
+        format!(
+            r#"[{{"name":"d1","ip":"1","services":["ssh"],"distro":"d","base_image":"b",
+                 "hostname":"h","{field}":{value}}}]"#
+        )
+    }
+
+    fn stored(deckies: &str) -> String {
+        parse_deckies(deckies).expect("valid").deckies[0]
+            .config_json
+            .clone()
+    }
+
+    /// Checked against DECNET 1.0.0 itself by `scripts/numbers-vs-decnet`.
+    #[test]
+    fn integers_of_any_size_are_stored_digit_for_digit() {
+        for (written, column) in [
+            ("30", "30"),
+            ("-0", "0"),
+            ("9223372036854775808", "9223372036854775808"),
+            ("18446744073709551615", "18446744073709551615"),
+            ("99999999999999999999999", "99999999999999999999999"),
+            ("-9223372036854775809", "-9223372036854775809"),
+        ] {
+            let config = stored(&decky_with("mutate_interval", written));
+            assert!(
+                config.contains(&format!(r#""mutate_interval":{column},"#)),
+                "{written}: {config}"
+            );
+        }
+    }
+
+    /// As DECNET's DB write (orjson >= 3.11.7) writes them; `json.dumps` (the
+    /// state file) would write `1e-05` and `1.5e-07` instead.
+    #[test]
+    fn floats_are_stored_as_decnet_writes_them() {
+        for (written, column) in [
+            ("0", "0.0"),
+            ("5", "5.0"),
+            ("1e16", "1e+16"),
+            ("1E+16", "1e+16"),
+            ("10000000000000000", "1e+16"),
+            ("1e15", "1000000000000000.0"),
+            ("0.00001", "0.00001"),
+            ("1.5e-7", "1.5e-7"),
+            ("123456789012345678901234567890", "1.2345678901234568e+29"),
+            ("9007199254740993", "9007199254740992.0"),
+            ("-0.0", "-0.0"),
+            ("1e-400", "0.0"),
+            ("1764193200.123", "1764193200.123"),
+            // Infinity: DECNET's json.loads reads it, orjson writes null.
+            ("1e400", "null"),
+            ("-1e400", "null"),
+        ] {
+            let config = stored(&decky_with("last_mutated", written));
+            assert!(
+                config.contains(&format!(r#""last_mutated":{column},"#)),
+                "{written}: {config}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_in_service_config_and_unknown_fields_are_stored_as_decnet_writes_them() {
+        let config = stored(
+            r#"[{"name":"d1","ip":"1","services":["ssh"],"distro":"d","base_image":"b","hostname":"h",
+                 "service_config":{"ssh":{"port":22,"big":99999999999999999999999,"r":1E+16,
+                                          "l":[1.50,-0,1e400,{"x":0.000012}]}},
+                 "weight":1e-7}]"#,
+        );
+        assert!(
+            config.contains(
+                r#""service_config":{"ssh":{"port":22,"big":99999999999999999999999,"r":1e+16,"l":[1.5,0,null,{"x":0.000012}]}}"#
+            ),
+            "{config}"
+        );
+        assert!(
+            config.ends_with(r#""host_uuid":null,"weight":1e-7}"#),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn an_integer_too_large_for_a_float_field_is_refused_by_name() {
+        // Python's float(int) raises OverflowError; DECNET refuses the decky.
+        let text = error_text(&decky_with(
+            "last_mutated",
+            &format!("1{}", "0".repeat(400)),
+        ));
+        assert!(text.contains("field `last_mutated`"), "{text}");
+        assert!(
+            text.contains("must be a number, not the number 100000000000000000000000… (401 characters) (out of range)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn numbers_are_quoted_as_written() {
+        let text = error_text(&decky_with("mutate_interval", "30.0"));
+        assert!(
+            text.ends_with("must be an integer or null, not the number 30.0"),
+            "{text}"
+        );
+        let text = error_text(&decky_with("mutate_interval", "99999999999999999999999.5"));
+        assert!(
+            text.contains("not the number 99999999999999999999999.5"),
+            "{text}"
+        );
+    }
+
+    /// DECNET's `DecnetConfig` is not strict: its `mutate_interval` takes
+    /// pydantic's lax `int`. Verdicts checked against DECNET 1.0.0.
+    #[test]
+    fn the_fleet_mutate_interval_takes_what_decnet_takes() {
+        let with = |value: &str| {
+            format!(
+                r#"{{"config": {{"mode": "unihost", "mutate_interval": {value}, "deckies": [{{"name":"d1","ip":"1",
+                    "services":["ssh"],"distro":"d","base_image":"b","hostname":"h"}}]}}, "compose_path": "/x"}}"#
+            )
+        };
+        for accepted in [
+            "30",
+            "null",
+            "99999999999999999999999",
+            "18446744073709551615",
+            "-0",
+            "30.0",
+            "1e2",
+            "-1e-400",
+            "true",
+            "false",
+            r#""30""#,
+            r#"" +30 ""#,
+            r#""-30.000""#,
+            r#""030""#,
+            r#""1_000_000_000_000_000_000_000_000""#,
+            r#""\t30\n""#,
+        ] {
+            assert!(parse(with(accepted).as_bytes()).is_ok(), "{accepted}");
+        }
+        for refused in [
+            "30.5",
+            "1e400",
+            r#""30.5""#,
+            r#""3__0""#,
+            r#""_30""#,
+            r#""30_""#,
+            r#""1e2""#,
+            r#""30.""#,
+            r#""""#,
+            r#""+ 30""#,
+            r#""0x1e""#,
+            "[30]",
+            "{}",
+        ] {
+            let text = parse(with(refused).as_bytes())
+                .expect_err(refused)
+                .to_string();
+            assert!(
+                text.contains("field `config.mutate_interval`: must be an integer or null"),
+                "{refused}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -364,11 +364,6 @@ fn wrong_shapes_are_named_without_rust_type_names() {
             vec!["field `config.mutate_interval`", "an integer"],
         ),
         (
-            "mutate_interval past i64",
-            with_config("mutate_interval", json!(u64::MAX)),
-            vec!["field `config.mutate_interval`", "out of range"],
-        ),
-        (
             "name a list",
             with_field("name", json!(["bad-one"])),
             vec!["config.deckies[1], field `name`", "a string"],

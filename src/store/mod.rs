@@ -4,6 +4,7 @@
 //! (`sqlite`, `mysql`) supplies only its dialect: how it connects and locks,
 //! its DDL, how it stamps a row and how its failures read.
 
+pub mod files;
 pub mod mysql;
 #[cfg(test)]
 mod properties;
