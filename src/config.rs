@@ -2,6 +2,7 @@
 //! module sees a clap type.
 
 pub mod decnet_ini;
+pub mod decnet_root;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
