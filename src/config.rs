@@ -1,6 +1,7 @@
 //! The validated settings of one run. `Cli` stops here: nothing past this
 //! module sees a clap type.
 
+pub mod decnet_bus;
 pub mod decnet_ini;
 pub mod decnet_root;
 
