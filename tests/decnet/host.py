@@ -25,8 +25,9 @@ stderr and exit 1):
     install PREFIX [--wheelhouse DIR] [--editable CHECKOUT] [--python PYTHON]
         Creates the venv and pip-installs DECNET 1.0.0 from the wheelhouse that
         scripts/services builds (no network), writes .env.local and the ini.
-        --editable CHECKOUT installs `pip install -e CHECKOUT` instead (a checkout
-        of DECNET's source, e.g. the unpacked sdist that scripts/services keeps).
+        --editable SOURCE copies SOURCE (DECNET's source, e.g. the unpacked sdist that
+        scripts/services keeps) into PREFIX/opt/decnet and installs that checkout with
+        `pip install -e`, as decnet init advises: DECNET's root is then the install dir.
     write-ini PREFIX            Replaces the ini with standard input.
     env PREFIX                  The environment of DECNET's processes in the prefix,
                                 and DECNET_INSTALL_DIR/DECNET_CONFIG for the tool.
@@ -192,7 +193,14 @@ def cmd_install(args):
     subprocess.run([args.python, "-m", "venv", "--without-pip", str(prefix.venv)],
                    check=True, capture_output=True, text=True)
     venv_seconds = time.monotonic() - started
-    what = ["-e", str(Path(args.editable).absolute())] if args.editable else [f"decnet=={DECNET_VERSION}"]
+    if args.editable:
+        # decnet init's layout: the install dir is the checkout, installed editable
+        # into its venv. A copy, since DECNET's root (state file, DB) is the checkout.
+        shutil.copytree(args.editable, prefix.install_dir, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+        what = ["-e", str(prefix.install_dir)]
+    else:
+        what = [f"decnet=={DECNET_VERSION}"]
     # --no-compile: no .pyc at install time (Python writes them at first import);
     # it cuts the install from about 100 s to under 20 s and changes nothing DECNET does.
     proc = subprocess.run(
