@@ -100,7 +100,8 @@ fn service_is_a_quiet_oneshot_pass_as_an_unprivileged_docker_user() {
     );
     assert_eq!(
         unit.values("Service", "EnvironmentFile"),
-        ["-/etc/default/decnet-reconcile"]
+        ["-/opt/decnet/.env.local", "-/etc/default/decnet-reconcile"],
+        "DECNET's secrets, then ours, which outrank them"
     );
     let timeout = unit.single("Service", "TimeoutStartSec");
     let seconds: u32 = timeout

@@ -7,6 +7,9 @@
 pub mod bus;
 pub mod cli;
 pub mod db;
+pub mod decnet_bus;
+pub mod decnet_ini;
+pub mod decnet_root;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
