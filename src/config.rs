@@ -1,6 +1,8 @@
 //! The validated settings of one run. `Cli` stops here: nothing past this
 //! module sees a clap type.
 
+pub mod password_file;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -10,6 +10,7 @@ pub mod events;
 pub mod exit_codes;
 pub mod pass;
 pub mod plan;
+pub mod regular_file;
 pub mod render;
 pub mod state_file;
 pub mod terminal;
