@@ -14,3 +14,4 @@ pub mod regular_file;
 pub mod render;
 pub mod state_file;
 pub mod terminal;
+pub mod tls;
