@@ -10,6 +10,7 @@ pub mod db;
 pub mod decnet_bus;
 pub mod decnet_ini;
 pub mod decnet_root;
+pub mod password_file;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
