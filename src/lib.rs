@@ -8,6 +8,7 @@ pub mod db;
 pub mod docker;
 pub mod events;
 pub mod exit_codes;
+pub mod metrics;
 pub mod pass;
 pub mod plan;
 pub mod render;
