@@ -48,10 +48,14 @@ user_manager_stop() {
 
 # harness_service_dropin BINARY STATE_FILE DB [ARGS...]: the drop-in that runs
 # the packaged service's own command line (its arguments as they are, with
-# BINARY for /usr/bin/decnet-reconcile and ARGS appended) on our files. It
-# clears the user and the namespace sandbox, which a user manager cannot set
-# up here (exit 226/NAMESPACE); tests/systemd.rs proves that command line
-# inside that sandbox. Type=oneshot and TimeoutStartSec= stay the unit's own.
+# BINARY for /usr/bin/decnet-reconcile and ARGS appended) on our files, inside
+# the unit's own sandbox but for what a user manager cannot set up here:
+#   - User=, Group=, SupplementaryGroups=: a user manager runs as its user;
+#   - PrivateTmp=, ProtectHome=, ProtectKernelTunables=: each fails with
+#     226/NAMESPACE in this container (the rest of the sandbox works: a read-only
+#     file system but for ReadWritePaths=, private /dev, the system-call filter);
+#   - ReadWritePaths=: the DB's directory instead of /var/lib/decnet.
+# tests/systemd.rs proves the command line under the whole sandbox's rules.
 harness_service_dropin() {
   local binary=$1 state_file=$2 db=$3
   shift 3
@@ -64,19 +68,11 @@ harness_service_dropin() {
 User=
 Group=
 SupplementaryGroups=
-ReadWritePaths=
-ProtectSystem=no
-ProtectHome=no
 PrivateTmp=no
-PrivateDevices=no
-PrivateMounts=no
-PrivateIPC=no
+ProtectHome=no
 ProtectKernelTunables=no
-ProtectKernelModules=no
-ProtectKernelLogs=no
-ProtectControlGroups=no
-ProtectProc=default
-ProcSubset=all
+ReadWritePaths=
+ReadWritePaths=$(dirname "$db")
 Environment=DECNET_STATE_FILE=$state_file DECNET_DB_PATH=$db
 ExecStart=
 ExecStart=$binary $args $*
