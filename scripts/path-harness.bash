@@ -127,9 +127,11 @@ usage: writer.py STATE_FILE DB deploy NAME...      save_state with these deckies
        writer.py STATE_FILE DB rows                the rows' names, one a line
        writer.py STATE_FILE DB reaction RUNS GAP_S TIMEOUT_S
 """
-import json, sqlite3, statistics, subprocess, sys, time
+import json, os, sqlite3, statistics, subprocess, sys, time
 from pathlib import Path
 
+# DECNET logs to ./decnet.system.log unless told otherwise.
+os.environ.setdefault("DECNET_SYSTEM_LOGS", "/dev/null")
 import decnet.config
 from decnet.models import DecnetConfig, DeckyConfig
 
