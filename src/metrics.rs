@@ -9,9 +9,13 @@
 //!
 //! The file is Prometheus's text format 0.0.4, which the textfile collector
 //! reads (not OpenMetrics), with `# HELP` and `# TYPE` lines, `_total` counters
-//! and base units (seconds). This module writes and reads it by hand: the
-//! format is a dozen lines here, and no maintained crate does both halves (see
-//! `/work/notes/metrics-groundwork.md`, "Why hand-written").
+//! and base units (seconds). This module writes and reads it by hand, one
+//! escape and its inverse: `prometheus-client` writes OpenMetrics, whose
+//! counters promtool and the textfile collector read as another family;
+//! tikv's `prometheus` needs a long-lived registry and parses nothing; the
+//! parsers on crates.io split label values on commas, are LGPL, or keep the
+//! escapes. Prometheus's own `promtool check metrics` judges the result
+//! (`scripts/metrics-check`).
 //!
 //! Nothing here fails a pass: every problem is a [`Warning`] for the caller to
 //! log, and the pass keeps its exit code.
