@@ -18,7 +18,8 @@ user_manager_start() {
   local dir=$1
   [ "$(id -u)" = 0 ] || { echo "a private user manager needs root (unshare --mount)" >&2; return 1; }
   [ -x /lib/systemd/systemd ] || { echo "no /lib/systemd/systemd" >&2; return 1; }
-  mkdir -p -m 700 "$dir/runtime"
+  mkdir -p "$dir/runtime"
+  chmod 700 "$dir/runtime"
   mkdir -p "$dir/config/systemd/user"
   export XDG_RUNTIME_DIR=$dir/runtime XDG_CONFIG_HOME=$dir/config
   # setsid and unshare exec in place: $! is systemd's own PID.
