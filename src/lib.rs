@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod docker;
 pub mod exit_codes;
+pub mod metrics;
 pub mod net;
 pub mod pass;
 pub mod regular_file;
