@@ -292,6 +292,7 @@ fn dry_run_changes_nothing(backend: Backend) {
         .run();
     assert_eq!(env.db_snapshot(), before, "the DB changed");
 
+    // Issue 14: on a DB without DECNET's table, a dry run creates nothing.
     let absent = Env::on(backend).without_db();
     absent
         .test()
