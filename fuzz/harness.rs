@@ -3,7 +3,7 @@
 //! real SQL (an in-memory SQLite database), the event builder and both
 //! renderers, with the invariants of SPEC §4, §6 and §7 checked on the way. Shared by the fuzz
 //! target (`fuzz/fuzz_targets/state_and_plan.rs`) and the regression replay
-//! (`tests/hostile.rs`), so a corpus file means the same thing to both.
+//! (`tests/it/hostile.rs`), so a corpus file means the same thing to both.
 //!
 //! Input: the state-file bytes, optionally followed by `\0\0` and a scenario
 //! (JSON) for the DB rows, Docker's containers and the host id:

@@ -56,7 +56,7 @@ user_manager_stop() {
 #     226/NAMESPACE in this container (the rest of the sandbox works: a read-only
 #     file system but for ReadWritePaths=, private /dev, the system-call filter);
 #   - ReadWritePaths=: the DB's directory instead of /var/lib/decnet.
-# tests/systemd.rs proves the command line under the whole sandbox's rules.
+# tests/it/systemd.rs proves the command line under the whole sandbox's rules.
 harness_service_dropin() {
   local binary=$1 state_file=$2 db=$3
   shift 3

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::bus::{self, Health};
 use crate::config::Config;
-use crate::core::{self, DockerView, Report};
+use crate::core::{self, DockerView, PlanError, Report};
 use crate::state_file::{self, DesiredFleet};
 use crate::store::{self, Access};
 
@@ -31,8 +31,11 @@ pub async fn run(config: &Config) -> Result<Report> {
     let mut store = store::open(&config.db, access, config.db_busy_timeout).await?;
     let mut transaction = store.begin(host).await?;
     let snapshot = transaction.snapshot().await?;
-    let plan = core::plan(&desired.deckies, &snapshot, &docker, host)
-        .map_err(|err| anyhow::Error::new(err).context(format!("database {}", config.db)))?;
+    let plan = core::plan(&desired.deckies, &snapshot, &docker, host).map_err(|err| match err {
+        // A name is the state file's fault; the rest are this database's.
+        PlanError::NameTooLong { .. } => anyhow::Error::new(err),
+        _ => anyhow::Error::new(err).context(format!("database {}", config.db)),
+    })?;
     if access == Access::ReadWrite {
         transaction.apply(&plan).await?;
         transaction.commit().await?;

@@ -23,6 +23,7 @@ impl From<redis::RedisError> for RedisFailure {
             redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => {
                 format!("it refused the command: {}", server_words(err))
             }
+            _ if err.is_connection_refusal() => "connection refused".to_owned(),
             _ if err.is_connection_dropped() => {
                 "it closed the connection before answering every PUBLISH".to_owned()
             }
@@ -30,7 +31,6 @@ impl From<redis::RedisError> for RedisFailure {
                 .and_then(|source| source.downcast_ref::<std::io::Error>())
             {
                 Some(io) => crate::net::io_failure(io),
-                None if err.is_connection_refusal() => "connection refused".to_owned(),
                 None if err.is_timeout() => "no answer in time".to_owned(),
                 None => crate::text::escape_untrusted(&err.to_string()),
             },
@@ -55,9 +55,12 @@ fn server_words(err: redis::RedisError) -> String {
 pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> Result<(), RedisFailure> {
     let exchange = async {
         let client = redis::Client::open(url)?;
+        // redis-rs's own timers are a backstop, a second past ours, so that the
+        // warning always says what ended the wait: our bound.
+        let backstop = Some(timeout + Duration::from_secs(1));
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_connection_timeout(backstop)
+            .set_response_timeout(backstop);
         let mut connection = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;

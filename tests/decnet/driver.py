@@ -9,7 +9,11 @@
 #                           subscription). Prints one JSON line per event received,
 #                           {"pattern": …, "event": Event.to_dict()}, after a first
 #                           {"ready": true}; answers a "snapshot" line on stdin with
-#                           {"reconciler": WorkerStatus}; exits when stdin closes.
+#                           {"reconciler": WorkerStatus}, and a "barrier N" line with
+#                           {"barrier": N} once every subscription has heard the
+#                           barrier N published after it (so every event published
+#                           before the line came is printed before the answer);
+#                           exits when stdin closes.
 #   driver.py read-db PATH  DECNET's SQLite repository's list_fleet_deckies(), each
 #                           row's decky_config loaded into DECNET's DeckyConfig, as
 #                           one JSON list.
@@ -27,8 +31,11 @@ os.environ.setdefault("DECNET_SYSTEM_LOGS", "/dev/null")
 
 # What the tests watch: the tool's channel has three tokens, so `decky.*`
 # (one token after `decky`) must hear nothing, as the README says; `>` hears
-# everything on one subscription, so it shows the order events came in.
-PATTERNS = ("decky.*.state", "decky.>", "decky.*", "system.reconciler.health", ">")
+# everything on one subscription, so it shows the order events came in (the
+# heartbeat included).
+PATTERNS = ("decky.*.state", "decky.>", "decky.*", ">")
+# A barrier is published on both: between them every pattern hears it.
+BARRIER_TOPICS = ("decky.barrier:end.state", "decky.barrier")
 # The bus server's own heartbeat, which `>` would otherwise show every 10 s.
 BUS_HEALTH = "system.bus.health"
 PROBE_TOPIC = "decky.probe:ready.state"
@@ -56,10 +63,19 @@ async def hub(socket_path):
     registry = WorkerRegistry()
     await registry.start(bus)
     probes_seen = set()
+    barriers_heard = {}
 
     async def listen(pattern):
         async with bus.subscribe(pattern) as subscription:
             async for event in subscription:
+                number = event.payload.get("barrier")
+                if number is not None:
+                    heard = barriers_heard.setdefault(number, set())
+                    if len(heard) < len(PATTERNS):
+                        heard.add(pattern)
+                        if len(heard) == len(PATTERNS):
+                            emit({"barrier": number})
+                    continue
                 if event.payload.get("probe"):
                     probes_seen.add((pattern, event.topic))
                     continue
@@ -77,7 +93,6 @@ async def hub(socket_path):
     wanted = {
         ("decky.*.state", PROBE_TOPIC),
         ("decky.>", PROBE_TOPIC),
-        ("system.reconciler.health", "system.reconciler.health"),
         (">", PROBE_TOPIC),
     }
     deadline = time.monotonic() + 20
@@ -91,7 +106,6 @@ async def hub(socket_path):
             event_type="health",
         )
         await asyncio.sleep(0.05)
-    await prober.close()
     emit({"ready": True})
 
     loop = asyncio.get_running_loop()
@@ -99,8 +113,13 @@ async def hub(socket_path):
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
             break
-        if line.strip() == "snapshot":
+        words = line.split()
+        if words == ["snapshot"]:
             emit({"reconciler": reconciler(registry)})
+        elif len(words) == 2 and words[0] == "barrier":
+            for topic in BARRIER_TOPICS:
+                await prober.publish(topic, {"barrier": int(words[1])}, event_type="state")
+    await prober.close()
     for listener in listeners:
         listener.cancel()
     await registry.stop()

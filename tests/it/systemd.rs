@@ -11,18 +11,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-mod support;
-
-use clap::Parser;
-use decnet_reconcile::config::cli::Cli;
 use tempfile::TempDir;
+
+use crate::fixture::{create_decnet_sqlite, decky, run, state_file_text, waits_of, Run, BINARY};
 
 const SERVICE: &str = "decnet-reconcile.service";
 const TIMER: &str = "decnet-reconcile.timer";
-const BINARY: &str = env!("CARGO_BIN_EXE_decnet-reconcile");
 /// The exposure SPEC §8 allows at most.
 const MAX_EXPOSURE: f64 = 1.5;
 /// `nobody`/`nogroup`: stands in for the package's `decnet` user, which this
@@ -112,15 +109,10 @@ fn service_is_a_quiet_oneshot_pass_as_an_unprivileged_docker_user() {
         seconds < 30,
         "a pass must end before the timer's next tick: {seconds}s"
     );
-    // The pass's own bounds end it, with a clear message, before systemd kills it.
-    let cli = Cli::try_parse_from(&exec_start).expect("ExecStart= parses");
-    // docs/operating.md's sum: the slack is MySQL's last answer past its
-    // budget, plus process start, the state file and planning (2 s).
-    let bounds = cli.pass.docker_timeout
-        + cli.pass.db_busy_timeout
-        + decnet_reconcile::store::mysql::ANSWER_SLACK
-        + cli.pass.bus_timeout
-        + Duration::from_secs(2);
+    // The pass's own bounds end it, with a clear message, before systemd kills it:
+    // docs/operating.md's sum of its waits, plus the slack of process start,
+    // the state file and planning (2 s).
+    let bounds = waits_of(&exec_start) + Duration::from_secs(2);
     assert!(
         bounds < Duration::from_secs(seconds.into()),
         "Docker, DB lock and the bus may take {bounds:?} together, over TimeoutStartSec={timeout}"
@@ -153,21 +145,21 @@ fn timer_starts_the_service_every_30_seconds_from_boot() {
 fn exec_start_makes_a_clean_pass_then_stays_silent_when_converged() {
     let pass = ServicePass::new();
 
-    let first = pass.command(&[]).output().expect("run ExecStart");
+    let first = run(&mut pass.command(&[]));
     assert_clean_exit(&first, "the first pass");
-    let table = String::from_utf8_lossy(&first.stdout);
     assert!(
-        table.contains("inserted=2 deleted=0 updated=0"),
-        "the first pass inserts both deckies:\n{table}"
+        first.stdout.contains("inserted=2 deleted=0 updated=0"),
+        "the first pass inserts both deckies:\n{}",
+        first.stdout
     );
 
     // -q: 2,880 converged passes a day must not reach the journal.
-    let second = pass.command(&[]).output().expect("run ExecStart");
+    let second = run(&mut pass.command(&[]));
     assert_clean_exit(&second, "the converged pass");
     assert!(
         second.stdout.is_empty(),
         "a converged pass under -q printed:\n{}",
-        String::from_utf8_lossy(&second.stdout)
+        second.stdout
     );
 }
 
@@ -184,7 +176,7 @@ fn exec_start_stays_inside_the_units_sandbox() {
         trace.display().to_string(),
         "--".to_owned(),
     ];
-    let output = pass.command(&strace).output().expect(STRACE_MISSING);
+    let output = run(&mut pass.command(&strace));
     assert_clean_exit(&output, "the traced pass");
     let trace = std::fs::read_to_string(&trace).expect(STRACE_MISSING);
     let calls = parse_trace(&trace);
@@ -333,19 +325,12 @@ exec "$@""#;
             None => outer.env_remove(name),
         };
     }
-    let output = outer.output().expect("run unshare (util-linux)");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let output = crate::fixture::run(&mut outer);
+    assert_clean_exit(&output, "the pass under a read-only /run");
+    let report = output.json();
     assert_eq!(
         (report["published"].as_u64(), report["heartbeat"].as_str()),
         (Some(2), Some("sent")),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let frames = frames
         .recv_timeout(Duration::from_secs(20))
@@ -496,8 +481,9 @@ impl UnitFile {
     }
 }
 
-/// One run of the service's `ExecStart=` with a temporary state file and DB,
-/// as the unit would run it: as an unprivileged user in the docker group
+/// One run of the service's `ExecStart=` with a temporary state file and
+/// DECNET's DB (owned by the service's user, as DECNET's is by `decnet`), as
+/// the unit would run it: as an unprivileged user in the docker group
 /// (when the test runs as root), with the Docker socket and loopback Redis of
 /// `scripts/services`.
 struct ServicePass {
@@ -508,9 +494,13 @@ struct ServicePass {
 impl ServicePass {
     fn new() -> Self {
         let dir = TempDir::new().expect("temp dir");
+        let db = dir.path().join("decnet.db");
+        create_decnet_sqlite(&db);
         if running_as_root() {
-            std::os::unix::fs::chown(dir.path(), Some(SERVICE_UID), Some(SERVICE_UID))
-                .expect("give the temp dir to the service user");
+            for path in [dir.path(), &db] {
+                std::os::unix::fs::chown(path, Some(SERVICE_UID), Some(SERVICE_UID))
+                    .expect("give the temp dir and the DB to the service user");
+            }
         }
         // Names of their own, so that other tests' subscribers see nothing of ours.
         let host = format!("systemd-test-{}", std::process::id());
@@ -557,23 +547,24 @@ impl ServicePass {
     }
 }
 
-fn assert_clean_exit(output: &Output, what: &str) {
+#[track_caller]
+fn assert_clean_exit(output: &Run, what: &str) {
     // -q leaves only warnings on stderr: one would mean Docker or Redis was
     // out of reach (start them with bash scripts/services).
     assert!(
-        output.status.success() && output.stderr.is_empty(),
+        output.status == 0 && output.stderr.is_empty(),
         "{what} exited {} with stderr:\n{}",
         output.status,
-        String::from_utf8_lossy(&output.stderr)
+        output.stderr
     );
 }
 
 /// Two of this host's deckies, as DECNET writes them (SPEC §9).
 fn state_file_json(host: &str) -> String {
-    let mut first = support::decky(&format!("{host}-d1"), &["ssh"]);
+    let mut first = decky(&format!("{host}-d1"), &["ssh"]);
     first["ip"] = "10.0.0.2".into();
-    let second = support::decky(&format!("{host}-d2"), &["smtp_relay", "ftp"]);
-    support::state_file_text(&[first, second])
+    let second = decky(&format!("{host}-d2"), &["smtp_relay", "ftp"]);
+    state_file_text(&[first, second])
 }
 
 /// One system call in an `strace -f` trace.

@@ -1,13 +1,11 @@
 //! Bad state files (SPEC §3.1, §9): exit 1, a message naming the file and the
 //! problem, no panic, and a seeded DB left untouched. Odd but valid ones pass.
 
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Run, TestEnv};
+
+use crate::fixture::{Env, Output, Test};
 
 /// A valid decky to break one field of.
 fn decky(name: &str) -> Value {
@@ -25,48 +23,50 @@ fn with_field(field: &str, value: Value) -> String {
     document(json!([decky("fine"), bad]))
 }
 
-/// Runs a pass on `text` over a seeded DB and checks the refusal; returns stderr.
-fn assert_refused(case: &str, text: &str, expected: &[&str]) -> String {
-    let env = TestEnv::new("bad");
-    env.seed_row("local", "seeded", "running");
-    env.seed_row("local", "bad-one", "running");
-    let db_before = std::fs::read(&env.db).expect("db");
-    env.write_state_text(text);
-    let run = env.run(&[]);
-    let state_file = env.state_file.display().to_string();
-    assert!(
-        run.stderr.contains(&state_file),
-        "{case}: the file is not named: {}",
-        run.stderr
-    );
-    assert_failed_writing_nothing(case, &run, expected, &env, &db_before);
-    assert_eq!(env.rows().len(), 2, "{case}");
-    run.stderr
-}
-
-/// `run` exited 1 saying each of `expected`, printed nothing on stdout and
-/// left the DB file byte-identical to `db_before`.
-fn assert_failed_writing_nothing(
-    case: &str,
-    run: &Run,
+/// `test` fails: exit 1, one error line that starts with `opening` and names
+/// `path` and each of `expected`, nothing on stdout, and the DB file
+/// byte-identical. Returns stderr.
+#[track_caller]
+fn assert_fails_writing_nothing(
+    test: Test<'_>,
+    opening: &str,
+    path: &Path,
     expected: &[&str],
-    env: &TestEnv,
-    db_before: &[u8],
-) {
-    assert_eq!(run.code, 1, "{case}: exit code; stderr: {}", run.stderr);
+) -> String {
+    let db_before = std::fs::read(&test.env().db).expect("db");
+    let out: Output = test
+        .status(1)
+        .stdout("")
+        .stderr_lines([format!(
+            "decnet-reconcile: error: {opening}…{}…",
+            path.display()
+        )])
+        .run();
     for needle in expected {
         assert!(
-            run.stderr.contains(needle),
-            "{case}: {needle:?} missing from: {}",
-            run.stderr
+            out.stderr.contains(needle),
+            "{needle:?} missing from: {}",
+            out.stderr
         );
     }
-    assert_eq!(run.stdout, "", "{case}");
     assert_eq!(
-        std::fs::read(&env.db).expect("db"),
+        std::fs::read(&out.env().db).expect("db"),
         db_before,
-        "{case}: the DB file changed"
+        "the DB file changed"
     );
+    out.stderr
+}
+
+/// Runs a pass on `text` over a seeded DB and checks the refusal; returns stderr.
+#[track_caller]
+fn assert_refused(case: &str, text: &str, expected: &[&str]) -> String {
+    let env = Env::new();
+    env.seed_row(&env.host, "seeded", "running");
+    env.seed_row(&env.host, "bad-one", "running");
+    let test = env.test().context(case).state_text(text);
+    let stderr = assert_fails_writing_nothing(test, "state file ", &env.state_file, expected);
+    assert_eq!(env.rows().len(), 2, "{case}");
+    stderr
 }
 
 #[test]
@@ -181,39 +181,33 @@ fn two_deckies_with_one_name_are_refused() {
 
 #[test]
 fn unreadable_file_is_an_error_not_a_teardown() {
-    let env = TestEnv::new("unreadable");
-    env.seed_row("local", "seeded", "running");
+    let env = Env::new();
+    env.seed_row(&env.host, "seeded", "running");
     std::fs::create_dir(&env.state_file).expect("a directory where the file should be");
-    let run = env.run(&[]).expect_code(1);
-    assert!(
-        run.stderr.contains("cannot read state file"),
-        "{}",
-        run.stderr
+    assert_fails_writing_nothing(
+        env.test(),
+        "cannot read state file ",
+        &env.state_file,
+        &["a directory"],
     );
     assert_eq!(env.rows().len(), 1);
 }
 
 #[test]
 fn unknown_fields_are_kept_with_one_warning() {
-    let env = TestEnv::new("unknown");
+    let env = Env::new();
     let mut first = decky(&env.name("a"));
     first["future_field"] = json!({"x": [1, 2]});
     first["another"] = json!("é");
     let mut second = decky(&env.name("b"));
     second["future_field"] = json!(null);
-    env.write_state_text(document(json!([first, second])));
-    let run = env.run(&[]).expect_code(0);
-    let warnings: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.contains("unknown decky fields"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", run.stderr);
-    assert!(
-        warnings[0].contains(r#""future_field", "another""#),
-        "{}",
-        warnings[0]
-    );
+    env.test()
+        .state_text(document(json!([first, second])))
+        .stderr(format!(
+            " WARN state file {}: unknown decky fields kept in decky_config: \"future_field\", \"another\"\n",
+            env.state_file.display()
+        ))
+        .run();
     let config = env.row(&env.name("a")).decky_config.expect("decky_config");
     assert!(
         config.ends_with(r#""host_uuid":null,"future_field":{"x":[1,2]},"another":"é"}"#),
@@ -223,12 +217,11 @@ fn unknown_fields_are_kept_with_one_warning() {
 
 #[test]
 fn float_given_an_int_and_non_ascii_are_stored_as_decnet_does() {
-    let env = TestEnv::new("floats");
+    let env = Env::new();
     let mut d = decky(&env.name("a"));
     d["last_mutated"] = json!(5);
     d["hostname"] = json!("hôte-ñ");
-    env.write_state_text(document(json!([d])));
-    env.run(&[]).expect_code(0);
+    env.test().state_text(document(json!([d]))).run();
     let config = env.row(&env.name("a")).decky_config.expect("decky_config");
     assert!(config.contains(r#""hostname":"hôte-ñ""#), "{config}");
     assert!(config.contains(r#""last_mutated":5.0,"#), "{config}");
@@ -236,15 +229,18 @@ fn float_given_an_int_and_non_ascii_are_stored_as_decnet_does() {
 
 #[test]
 fn twenty_thousand_deckies_are_handled() {
-    let env = TestEnv::new("large");
+    let env = Env::new();
     let deckies: Vec<Value> = (0..20_000)
         .map(|i| decky(&format!("{}-{i:05}", env.prefix)))
         .collect();
-    env.write_state_text(document(Value::Array(deckies)));
-    let run = env.run(&["--output", "json"]).expect_code(0);
-    assert_eq!(run.json()["counts"]["inserted"], 20_000);
+    let out = env
+        .test()
+        .state_text(document(Value::Array(deckies)))
+        .args(["--output", "json"])
+        .run();
+    assert_eq!(out.json()["counts"]["inserted"], 20_000);
     assert_eq!(env.rows().len(), 20_000);
-    let again = env.run(&["--output", "json"]).expect_code(0);
+    let again = env.test().args(["--output", "json"]).run();
     assert_eq!(again.json()["changes"], json!([]));
 }
 
@@ -437,66 +433,30 @@ fn wrong_shapes_are_named_without_rust_type_names() {
 
 /// A host's rows as DECNET leaves them, with the columns only DECNET writes
 /// (`compose_hash`, `last_error`) that a wrongful teardown would lose.
-fn env_with_decnet_rows(test: &str) -> TestEnv {
-    let env = TestEnv::new(test);
-    env.seed_row("local", "seeded", "running");
-    env.seed_row("local", "other", "failed");
+fn env_with_decnet_rows() -> Env {
+    let env = Env::new();
+    env.seed_row(&env.host, "seeded", "running");
+    env.seed_row(&env.host, "other", "failed");
     env.execute("UPDATE fleet_deckies SET compose_hash = 'c0ffee', last_error = 'oom at boot'");
     env
 }
 
-/// A pass whose state file is at `state_file` (overriding the env's) that
-/// must fail within `limit`, naming the file and `expected`, changing nothing.
-fn assert_unreachable(
-    env: &TestEnv,
-    case: &str,
-    command: &mut std::process::Command,
-    expected: &[&str],
-) {
+/// A pass whose state file is at `path` (overriding the env's) fails, saying
+/// it cannot read it (the runner fails the test if it hangs instead), naming
+/// it and `expected`, changing nothing.
+#[track_caller]
+fn assert_unreachable(env: &Env, test: Test<'_>, path: &Path, expected: &[&str]) {
     let before = env.rows();
-    let db_before = std::fs::read(&env.db).expect("db");
-    let run = run_within(command, Duration::from_secs(30));
-    assert!(
-        run.stderr.contains("cannot read state file"),
-        "{case}: {}",
-        run.stderr
-    );
-    assert_failed_writing_nothing(case, &run, expected, env, &db_before);
-    assert_eq!(env.rows(), before, "{case}: rows changed");
+    assert_fails_writing_nothing(test, "cannot read state file ", path, expected);
+    assert_eq!(env.rows(), before, "rows changed");
     assert_eq!(env.row("seeded").compose_hash.as_deref(), Some("c0ffee"));
-}
-
-/// Runs `command` to its end, failing (and killing it) if it is still running after `limit`.
-fn run_within(command: &mut std::process::Command, limit: Duration) -> Run {
-    use std::process::Stdio;
-    let started = Instant::now();
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn decnet-reconcile");
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after {limit:?}: it hangs");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("output");
-    Run {
-        code: output.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
 }
 
 /// Only a state file absent from a directory that exists means "nothing
 /// deployed"; every other way of not getting at it is an error that keeps the rows.
 #[test]
 fn only_an_absent_file_in_an_existing_directory_means_nothing_deployed() {
-    let env = env_with_decnet_rows("unreachable");
+    let env = env_with_decnet_rows();
     let dir = env.dir.path();
     let regular = dir.join("regular-file");
     std::fs::write(&regular, "{}").expect("a file");
@@ -538,20 +498,14 @@ fn only_an_absent_file_in_an_existing_directory_means_nothing_deployed() {
         ),
     ];
     for (case, path, expected) in cases {
-        let shown = path.display().to_string();
-        let expected: Vec<&str> = expected.iter().copied().chain([shown.as_str()]).collect();
-        assert_unreachable(
-            &env,
-            case,
-            env.command().arg("--state-file").arg(&path),
-            &expected,
-        );
+        let test = env.test().context(case).arg("--state-file").arg(&path);
+        assert_unreachable(&env, test, &path, expected);
     }
 
     // The one case that is a teardown: absent from a directory that is there.
     assert!(!env.state_file.exists());
-    let run = env.run(&["--output", "json"]).expect_code(0);
-    assert_eq!(run.json()["counts"]["deleted"], 2, "{}", run.stderr);
+    let out = env.test().args(["--output", "json"]).run();
+    assert_eq!(out.json()["counts"]["deleted"], 2);
     assert!(env.rows().is_empty());
 }
 
@@ -560,51 +514,51 @@ fn only_an_absent_file_in_an_existing_directory_means_nothing_deployed() {
 #[test]
 fn a_state_file_the_user_may_not_read_is_an_error_not_a_teardown() {
     use std::os::unix::fs::PermissionsExt;
-    let env = env_with_decnet_rows("permission");
+    let env = env_with_decnet_rows();
     env.write_state(&[decky("seeded")]);
     let set_mode = |path: &Path, mode| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
     };
     // The DB stays root's: the pass must fail before it gets there.
     let as_nobody = |state_file: &Path| {
-        let mut command = std::process::Command::new("setpriv");
-        command
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(env!("CARGO_BIN_EXE_decnet-reconcile"))
+        env.test()
+            .wrapped_in([
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+            ])
             .arg("--state-file")
             .arg(state_file)
-            .arg("--db")
-            .arg(&env.db)
-            .args(["--no-publish", "--docker-host", "unix:///nonexistent.sock"])
-            .env_remove("DECNET_STATE_FILE")
-            .env_remove("DECNET_DB_PATH");
-        command
     };
     set_mode(env.dir.path(), 0o755);
     set_mode(&env.state_file, 0o600);
     assert_unreachable(
         &env,
-        "the file unreadable",
-        &mut as_nobody(&env.state_file),
+        as_nobody(&env.state_file).context("the file unreadable"),
+        &env.state_file,
         &["Permission denied"],
     );
     // A directory the user may not search: the file may well be there.
     let closed = env.dir.path().join("closed");
     std::fs::create_dir(&closed).expect("dir");
     set_mode(&closed, 0o700);
+    let path = closed.join("decnet-state.json");
     assert_unreachable(
         &env,
-        "the directory closed",
-        &mut as_nobody(&closed.join("decnet-state.json")),
+        as_nobody(&path).context("the directory closed"),
+        &path,
         &["Permission denied"],
     );
 }
 
 /// What is not a regular file is refused without being read (a FIFO would hang
-/// the pass; `/dev/zero` would fill memory), and so is a file past the bound.
+/// the pass, which the runner fails; `/dev/zero` would fill memory), and so is
+/// a file past the bound.
 #[test]
 fn a_fifo_a_device_or_a_huge_state_file_is_refused_without_hanging() {
-    let env = env_with_decnet_rows("special");
+    let env = env_with_decnet_rows();
     let fifo = env.dir.path().join("fifo.json");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -625,13 +579,7 @@ fn a_fifo_a_device_or_a_huge_state_file_is_refused_without_hanging() {
         ("past the bound", huge, "larger than 64 MiB"),
     ];
     for (case, path, expected) in cases {
-        let started = Instant::now();
-        assert_unreachable(
-            &env,
-            case,
-            env.command().arg("--state-file").arg(&path),
-            &[expected, &path.display().to_string()],
-        );
-        println!("{case}: refused in {:?}", started.elapsed());
+        let test = env.test().context(case).arg("--state-file").arg(&path);
+        assert_unreachable(&env, test, &path, &[expected]);
     }
 }

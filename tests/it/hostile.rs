@@ -4,17 +4,13 @@
 //! the real binary through the state file and through the DB. They are stored
 //! verbatim, printed escaped, and never make the pass panic.
 
-mod support;
-
-#[path = "../fuzz/harness.rs"]
-mod harness;
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{figure, stale_socket, EventLog, Run, TestEnv, REDIS_URL};
+
+use crate::fixture::{decky, docker_unknown, figure, replay_fuzz_input, Env};
 
 /// Every file of the committed corpus (the fuzzer's seeds, the inputs it found
 /// that reach new code, and any input that ever crashed it) through
@@ -31,7 +27,7 @@ fn every_fuzz_corpus_input_replays_cleanly() {
     let mut failures = Vec::new();
     for input in &inputs {
         let bytes = std::fs::read(input).expect("read corpus file");
-        if std::panic::catch_unwind(|| harness::exercise(&bytes)).is_err() {
+        if std::panic::catch_unwind(|| replay_fuzz_input(&bytes)).is_err() {
             failures.push(input.file_name().expect("name").to_owned());
         }
     }
@@ -43,7 +39,7 @@ fn every_fuzz_corpus_input_replays_cleanly() {
 }
 
 /// The names no state file should hold, and every one of them will some day.
-fn hostile_names(env: &TestEnv) -> Vec<String> {
+fn hostile_names(env: &Env) -> Vec<String> {
     vec![
         env.name(r#"quote"double'single`back"#),
         env.name("sql'); DROP TABLE fleet_deckies;--"),
@@ -75,7 +71,7 @@ fn ascii_json(value: &Value) -> String {
     ascii
 }
 
-fn write_ascii_state(env: &TestEnv, deckies: &[Value]) {
+fn write_ascii_state(env: &Env, deckies: &[Value]) {
     let document = serde_json::json!({
         "config": {"mode": "unihost", "deckies": deckies},
         "compose_path": "/var/lib/decnet/docker-compose.yml"
@@ -85,6 +81,7 @@ fn write_ascii_state(env: &TestEnv, deckies: &[Value]) {
 
 /// Raw control characters (C0, C1, DEL) and bidirectional overrides, which
 /// would let a name rewrite or reorder what the operator sees.
+#[track_caller]
 fn assert_terminal_safe(what: &str, text: &str) {
     let raw: Vec<char> = text
         .chars()
@@ -96,27 +93,24 @@ fn assert_terminal_safe(what: &str, text: &str) {
     assert!(raw.is_empty(), "{what} carries raw {raw:?}: {text:?}");
 }
 
-fn dead_docker(env: &TestEnv) -> String {
-    let path = env.dir.path().join("dead-docker.sock");
-    if !path.exists() {
-        stale_socket(&path);
-    }
-    format!("unix://{}", path.display())
+/// Docker's warning when its socket refuses the connection (`Env::dead_docker`).
+fn refused(docker: &str) -> String {
+    docker_unknown(docker, "connection refused")
 }
 
 #[test]
 fn hostile_names_are_stored_verbatim_printed_escaped_and_deleted() {
-    let mut env = TestEnv::new("hostile");
-    env.host = format!("host-{}", env.prefix);
-    let events = EventLog::subscribe(&env.host);
-    let docker = dead_docker(&env);
+    let env = Env::new();
+    let docker = env.dead_docker();
     let names = hostile_names(&env);
-    let deckies: Vec<Value> = names.iter().map(|n| env.decky(n, &["ssh"])).collect();
+    let deckies: Vec<Value> = names.iter().map(|n| decky(n, &["ssh"])).collect();
     write_ascii_state(&env, &deckies);
 
     let dry = env
-        .run(&["--docker-host", &docker, "--dry-run"])
-        .expect_code(0);
+        .test()
+        .args(["--docker-host", &docker, "--dry-run"])
+        .stderr_lines([refused(&docker)])
+        .run();
     assert_terminal_safe("the table", &dry.stdout);
     assert!(dry.stdout.contains("\\u{1b}[31mred"), "{}", dry.stdout);
     assert!(
@@ -125,15 +119,28 @@ fn hostile_names_are_stored_verbatim_printed_escaped_and_deleted() {
         dry.stdout
     );
 
-    let run = Run::of(env.command_publishing_to(REDIS_URL).args([
-        "--docker-host",
-        &docker,
-        "--output",
-        "json",
-    ]))
-    .expect_code(0);
-    assert_terminal_safe("stderr", &run.stderr);
-    let report = run.json();
+    // Names with whitespace or `.` cannot form a channel: written, not announced, said so.
+    let (unannounceable, announceable): (Vec<&String>, Vec<&String>) = names
+        .iter()
+        .partition(|n| n.contains(|c: char| c.is_whitespace() || matches!(c, '.' | '*' | '>')));
+    assert!(unannounceable.len() >= 2);
+    let not_announced = format!(
+        " WARN decky … of host {:?} was written but not announced on Redis at \
+         redis://127.0.0.1:6379/0: the name cannot form a channel",
+        env.host
+    );
+    let out = env
+        .test()
+        .redis()
+        .args(["--docker-host", &docker, "--output", "json"])
+        .events(announceable.iter().map(|name| (name.as_str(), "inserted")))
+        .stderr_lines(
+            std::iter::once(refused(&docker))
+                .chain(unannounceable.iter().map(|_| not_announced.clone())),
+        )
+        .run();
+    assert_terminal_safe("stderr", &out.stderr);
+    let report = out.json();
     let shown: Vec<&str> = report["changes"]
         .as_array()
         .expect("changes")
@@ -143,6 +150,14 @@ fn hostile_names_are_stored_verbatim_printed_escaped_and_deleted() {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(shown, sorted, "JSON output carries every name verbatim");
+    assert_eq!(
+        report["published"].as_u64(),
+        Some(announceable.len() as u64)
+    );
+    for event in &out.events {
+        let name = event.payload()["name"].as_str().expect("name");
+        assert_eq!(event.channel, format!("decky.{}:{name}.state", env.host));
+    }
 
     let mut stored: Vec<String> = env.rows().into_iter().map(|r| r.name).collect();
     stored.sort();
@@ -153,42 +168,19 @@ fn hostile_names_are_stored_verbatim_printed_escaped_and_deleted() {
         assert_eq!(config["name"], row.name.as_str());
     }
 
-    // Names with whitespace or `.` cannot form a channel: written, not announced, said so.
-    let unannounceable = names
-        .iter()
-        .filter(|n| n.contains(|c: char| c.is_whitespace() || matches!(c, '.' | '*' | '>')))
-        .count();
-    assert!(unannounceable >= 2);
-    assert_eq!(
-        report["published"].as_u64(),
-        Some((names.len() - unannounceable) as u64)
-    );
-    assert_eq!(
-        run.stderr.matches("not announced").count(),
-        unannounceable,
-        "{}",
-        run.stderr
-    );
-    let announced = events.collect(names.len() - unannounceable);
-    assert_eq!(announced.len(), names.len() - unannounceable);
-    for (channel, message) in &announced {
-        let name = message["payload"]["name"].as_str().expect("name");
-        assert!(names.iter().any(|n| n == name), "{name:?}");
-        assert_eq!(channel, &format!("decky.{}:{name}.state", env.host));
-    }
-
-    let again = env.run(&["--docker-host", &docker]).expect_code(0);
-    assert!(
-        again
-            .stdout
-            .ends_with("inserted=0 deleted=0 updated=0 docker=unknown\n"),
-        "hostile names converge: {}",
-        again.stdout
-    );
+    env.test()
+        .args(["--docker-host", &docker])
+        .stdout("inserted=0 deleted=0 updated=0 docker=unknown\n")
+        .stderr_lines([refused(&docker)])
+        .run();
 
     let plain = env.name("plain");
-    write_ascii_state(&env, &[env.decky(&plain, &["ssh"])]);
-    let teardown = env.run(&["--docker-host", &docker]).expect_code(0);
+    write_ascii_state(&env, &[decky(&plain, &["ssh"])]);
+    let teardown = env
+        .test()
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
     assert_terminal_safe("the table", &teardown.stdout);
     assert!(
         teardown
@@ -197,9 +189,7 @@ fn hostile_names_are_stored_verbatim_printed_escaped_and_deleted() {
         "{}",
         teardown.stdout
     );
-    let rows = env.rows();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].name, plain);
+    assert_eq!(env.names_of(&env.host), [plain]);
     figure("hostile_names_round_tripped", names.len());
 }
 
@@ -209,11 +199,13 @@ fn hostile_names_are_stored_verbatim_printed_escaped_and_deleted() {
 /// and nothing is deleted on its account.
 #[test]
 fn a_state_file_with_non_unicode_names_is_refused_with_its_place() {
-    let env = TestEnv::new("hostile-utf8");
-    let docker = dead_docker(&env);
-    let kept = env.name("kept");
-    env.write_state(&[env.decky(&kept, &["ssh"])]);
-    env.run(&["--docker-host", &docker]).expect_code(0);
+    let env = Env::new();
+    let docker = env.dead_docker();
+    env.test()
+        .state(&[decky(&env.name("kept"), &["ssh"])])
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
     let before = env.rows();
     let template = |name: &[u8]| {
         let mut text = br#"{"config": {"deckies": [{"name": ""#.to_vec();
@@ -229,16 +221,18 @@ fn a_state_file_with_non_unicode_names_is_refused_with_its_place() {
         b"raw\xff\xfebytes",
         b"overlong\xc0\xaf",
     ] {
-        env.write_state_text(template(name));
-        let run = env.run(&["--docker-host", &docker]).expect_code(1);
-        let file = env.state_file.display().to_string();
-        assert!(run.stderr.contains(&file), "{}", run.stderr);
-        assert!(
-            run.stderr.contains("line 1 column"),
-            "names the place: {}",
-            run.stderr
-        );
-        assert_terminal_safe("stderr", &run.stderr);
+        let out = env
+            .test()
+            .context(String::from_utf8_lossy(name))
+            .state_text(template(name))
+            .args(["--docker-host", &docker])
+            .status(1)
+            .stderr_lines([format!(
+                "decnet-reconcile: error: state file {} is not valid JSON: … at line 1 column …",
+                env.state_file.display()
+            )])
+            .run();
+        assert_terminal_safe("stderr", &out.stderr);
         assert_eq!(env.rows(), before, "nothing written for {name:?}");
     }
     figure("non_unicode_state_files_refused", 4);
@@ -247,82 +241,99 @@ fn a_state_file_with_non_unicode_names_is_refused_with_its_place() {
 /// Valid JSON escapes for control characters and NUL are names like any other.
 #[test]
 fn escaped_control_characters_in_the_state_file_are_stored_verbatim() {
-    let env = TestEnv::new("hostile-escapes");
-    let docker = dead_docker(&env);
+    let env = Env::new();
+    let docker = env.dead_docker();
     let name = format!("{}\\u0000\\u001b[2J\\u0007\\r\\n", env.prefix);
-    env.write_state_text(format!(
-        r#"{{"config": {{"deckies": [{{"name": "{name}", "ip": "10.0.0.2", "services": ["ssh"],
+    let out = env
+        .test()
+        .state_text(format!(
+            r#"{{"config": {{"deckies": [{{"name": "{name}", "ip": "10.0.0.2", "services": ["ssh"],
              "distro": "debian", "base_image": "b", "hostname": "h"}}]}}, "compose_path": "/x"}}"#
-    ));
-    let run = env.run(&["--docker-host", &docker]).expect_code(0);
-    assert_terminal_safe("the table", &run.stdout);
+        ))
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
+    assert_terminal_safe("the table", &out.stdout);
     assert_eq!(
         env.rows()[0].name,
         format!("{}\u{0}\u{1b}[2J\u{7}\r\n", env.prefix)
     );
 }
 
+/// clap's usage error for an argument or variable that is not UTF-8.
+const NOT_UTF8: [&str; 5] = [
+    "error: invalid UTF-8 was detected in one or more arguments",
+    "",
+    "Usage: decnet-reconcile [OPTIONS] [COMMAND]",
+    "",
+    "For more information, try '--help'.",
+];
+
 /// Arguments and environment that are not UTF-8 are usage errors (exit 1), not panics.
 #[test]
 fn a_host_id_that_is_not_utf8_is_a_usage_error() {
-    let env = TestEnv::new("hostile-arg");
+    let env = Env::new();
+    let before = env.db_snapshot();
     let bad = OsStr::from_bytes(b"host-\xff");
-    let run = Run::of(env.command().arg("--host-uuid").arg(bad)).expect_code(1);
-    assert!(run.stderr.contains("UTF-8"), "{}", run.stderr);
-    let run = Run::of(
-        std::process::Command::new(env!("CARGO_BIN_EXE_decnet-reconcile"))
-            .env("DECNET_HOST_UUID", bad)
-            .arg("--state-file")
-            .arg(&env.state_file)
-            .arg("--db")
-            .arg(&env.db)
-            .args(["--no-publish", "--docker-host", &dead_docker(&env)]),
-    )
-    .expect_code(1);
-    assert!(run.stderr.contains("UTF-8"), "{}", run.stderr);
-    assert!(!env.db.exists(), "nothing was created");
+    env.test()
+        .arg("--host-uuid")
+        .arg(bad)
+        .status(1)
+        .stderr_lines(NOT_UTF8)
+        .run();
+    env.test()
+        .without("--host-uuid")
+        .env_var("DECNET_HOST_UUID", bad)
+        .args(["--docker-host", &env.dead_docker()])
+        .status(1)
+        .stderr_lines(NOT_UTF8)
+        .run();
+    assert_eq!(env.db_snapshot(), before, "nothing was written");
 }
 
 /// The tool's own warnings quote what the file says: an unknown field named to
 /// forge a journal line (a newline, a carriage return) must not start one.
 #[test]
 fn unknown_field_names_cannot_forge_log_lines() {
-    let env = TestEnv::new("hostile-log");
-    let docker = dead_docker(&env);
-    env.write_state_text(format!(
-        r#"{{"config": {{"deckies": [{{"name": "{}", "ip": "1", "services": ["ssh"], "distro": "d",
+    let env = Env::new();
+    let docker = env.dead_docker();
+    let out = env
+        .test()
+        .state_text(format!(
+            r#"{{"config": {{"deckies": [{{"name": "{}", "ip": "1", "services": ["ssh"], "distro": "d",
              "base_image": "b", "hostname": "h",
              "x\nERROR forged journal line\r\u001b[2J": 1}}]}}, "compose_path": "/x"}}"#,
-        env.name("d")
-    ));
-    let run = env.run(&["--docker-host", &docker]).expect_code(0);
+            env.name("d")
+        ))
+        .args(["--docker-host", &docker])
+        .stderr_lines([
+            format!(
+                " WARN state file {}: unknown decky fields kept in decky_config: \
+                 \"x\\nERROR forged journal line\\r\\u{{1b}}[2J\"",
+                env.state_file.display()
+            ),
+            refused(&docker),
+        ])
+        .run();
     assert_eq!(
         env.rows().len(),
         1,
         "the unknown field is kept, not refused"
     );
-    assert!(
-        !run.stderr
-            .lines()
-            .any(|line| line.starts_with("ERROR forged")),
-        "a forged line reached the log: {:?}",
-        run.stderr
-    );
-    assert_terminal_safe("stderr", &run.stderr);
+    assert_terminal_safe("stderr", &out.stderr);
 }
 
 /// Seeds a row of this host whose stored `name` is the given SQL value.
-fn seed_raw_name(env: &TestEnv, sql_name: &str) {
+fn seed_raw_name(env: &Env, sql_name: &str) {
     env.execute(&format!(
-        "{}; INSERT INTO fleet_deckies VALUES ('{}', {sql_name}, '[\"ssh\"]', NULL, '10.0.0.9', \
+        "INSERT INTO fleet_deckies VALUES ('{}', {sql_name}, '[\"ssh\"]', NULL, '10.0.0.9', \
          'running', NULL, NULL, NULL, '2026-01-01 00:00:00.000000')",
-        support::SCHEMA_IF_ABSENT,
         env.host
     ));
 }
 
 /// `(name bytes, SQLite type)` of every row, as stored.
-fn stored_names(env: &TestEnv) -> Vec<(Vec<u8>, String)> {
+fn stored_names(env: &Env) -> Vec<(Vec<u8>, String)> {
     let conn = env.connect();
     let mut statement = conn
         .prepare("SELECT CAST(name AS BLOB), typeof(name) FROM fleet_deckies ORDER BY 1")
@@ -339,36 +350,32 @@ fn stored_names(env: &TestEnv) -> Vec<(Vec<u8>, String)> {
 /// escaped.
 #[test]
 fn hostile_names_left_in_the_db_are_deleted_and_printed_escaped() {
-    let env = TestEnv::new("hostile-db");
-    let docker = dead_docker(&env);
+    let env = Env::new();
+    let docker = env.dead_docker();
     let names = hostile_names(&env);
-    env.execute(support::SCHEMA_IF_ABSENT);
-    let conn = env.connect();
     for name in &names {
-        conn.execute(
-            "INSERT INTO fleet_deckies VALUES ('local', ?1, '[\"ssh\"]', NULL, '10.0.0.9', \
-             'running', NULL, NULL, NULL, '2026-01-01 00:00:00.000000')",
-            [name],
-        )
-        .expect("seed a hostile row");
+        env.seed_row(&env.host, name, "running");
     }
     seed_raw_name(
         &env,
         &format!("CAST(X'{}1b5b326aff' AS TEXT)", hex(env.prefix.as_bytes())),
     );
-    env.write_state(&[env.decky(&env.name("plain"), &["ssh"])]);
-    let run = env.run(&["--docker-host", &docker]).expect_code(0);
-    assert_terminal_safe("the table", &run.stdout);
-    assert_terminal_safe("stderr", &run.stderr);
-    assert!(
-        run.stdout
-            .contains(&format!("inserted=1 deleted={} updated=0", names.len() + 1)),
-        "{}",
-        run.stdout
+    let out = env
+        .test()
+        .state(&[decky(&env.name("plain"), &["ssh"])])
+        .args(["--docker-host", &docker])
+        .stdout_ends_with(format!(
+            "inserted=1 deleted={} updated=0 docker=unknown\n",
+            names.len() + 1
+        ))
+        .stderr_lines([refused(&docker)])
+        .run();
+    assert_terminal_safe("the table", &out.stdout);
+    assert_eq!(
+        env.names_of(&env.host),
+        [env.name("plain")],
+        "only the state file's decky is left"
     );
-    let rows = env.rows();
-    assert_eq!(rows.len(), 1, "only the state file's decky is left");
-    assert_eq!(rows[0].name, env.name("plain"));
 }
 
 /// A stored name that is not UTF-8 reads as lossy text (`x\xff` → `x�`). A
@@ -376,23 +383,30 @@ fn hostile_names_left_in_the_db_are_deleted_and_printed_escaped() {
 /// undecodable row must go: no state file can name it.
 #[test]
 fn a_decky_named_like_a_lossy_stored_name_still_gets_its_row() {
-    let env = TestEnv::new("hostile-lossy");
-    let docker = dead_docker(&env);
+    let env = Env::new();
+    let docker = env.dead_docker();
     let prefix = env.prefix.as_bytes();
     seed_raw_name(
         &env,
         &format!("CAST(X'{}ff' AS TEXT)", hex(&[prefix, b"-x"].concat())),
     );
-    let decky = env.name("x\u{fffd}");
-    env.write_state(&[env.decky(&decky, &["ssh"])]);
-    let run = env.run(&["--docker-host", &docker]).expect_code(0);
-    assert_terminal_safe("the table", &run.stdout);
-    env.run(&["--docker-host", &docker]).expect_code(0);
+    let decky_name = env.name("x\u{fffd}");
+    let out = env
+        .test()
+        .state(&[decky(&decky_name, &["ssh"])])
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
+    assert_terminal_safe("the table", &out.stdout);
+    env.test()
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
     assert_eq!(
         stored_names(&env),
-        [(decky.into_bytes(), "text".to_owned())],
+        [(decky_name.into_bytes(), "text".to_owned())],
         "one clean row for the decky, none for the undecodable name: {}",
-        run.stdout
+        out.stdout
     );
 }
 
@@ -401,24 +415,27 @@ fn a_decky_named_like_a_lossy_stored_name_still_gets_its_row() {
 /// TEXT row, and the BLOB row must go.
 #[test]
 fn a_blob_name_does_not_stand_in_for_the_decky_it_spells() {
-    let env = TestEnv::new("hostile-blob");
-    let docker = dead_docker(&env);
-    let decky = env.name("d1");
-    seed_raw_name(&env, &format!("X'{}'", hex(decky.as_bytes())));
-    env.write_state(&[env.decky(&decky, &["ssh"])]);
-    env.run(&["--docker-host", &docker]).expect_code(0);
+    let env = Env::new();
+    let docker = env.dead_docker();
+    let decky_name = env.name("d1");
+    seed_raw_name(&env, &format!("X'{}'", hex(decky_name.as_bytes())));
+    env.test()
+        .state(&[decky(&decky_name, &["ssh"])])
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
     let found: i64 = env
         .connect()
         .query_row(
             "SELECT count(*) FROM fleet_deckies WHERE name = ?1",
-            [&decky],
+            [&decky_name],
             |row| row.get(0),
         )
         .expect("count");
     assert_eq!(found, 1, "DECNET's lookup by name finds the decky");
     assert_eq!(
         stored_names(&env),
-        [(decky.into_bytes(), "text".to_owned())]
+        [(decky_name.into_bytes(), "text".to_owned())]
     );
 }
 
@@ -426,14 +443,18 @@ fn a_blob_name_does_not_stand_in_for_the_decky_it_spells() {
 /// pass deletes both.
 #[test]
 fn undecodable_names_alike_once_lossy_are_all_deleted_in_one_pass() {
-    let env = TestEnv::new("hostile-twins");
-    let docker = dead_docker(&env);
+    let env = Env::new();
+    let docker = env.dead_docker();
     let prefix = hex(env.prefix.as_bytes());
     seed_raw_name(&env, &format!("CAST(X'{prefix}ff' AS TEXT)"));
     seed_raw_name(&env, &format!("CAST(X'{prefix}fe' AS TEXT)"));
-    env.write_state(&[env.decky(&env.name("d"), &["ssh"])]);
-    let run = env.run(&["--docker-host", &docker]).expect_code(0);
-    assert_eq!(stored_names(&env).len(), 1, "{}", run.stdout);
+    let out = env
+        .test()
+        .state(&[decky(&env.name("d"), &["ssh"])])
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
+    assert_eq!(stored_names(&env).len(), 1, "{}", out.stdout);
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -445,13 +466,16 @@ fn hex(bytes: &[u8]) -> String {
 /// even where the two round to the same float.
 #[test]
 fn config_drift_in_large_integers_is_repaired() {
-    let env = TestEnv::new("hostile-bigint");
-    let docker = dead_docker(&env);
+    let env = Env::new();
+    let docker = env.dead_docker();
     let name = env.name("d");
-    let mut decky = env.decky(&name, &["ssh"]);
-    decky["mutate_interval"] = Value::from(9_007_199_254_740_993_i64);
-    env.write_state(&[decky]);
-    env.run(&["--docker-host", &docker]).expect_code(0);
+    let mut drifting = decky(&name, &["ssh"]);
+    drifting["mutate_interval"] = Value::from(9_007_199_254_740_993_i64);
+    env.test()
+        .state(&[drifting])
+        .args(["--docker-host", &docker])
+        .stderr_lines([refused(&docker)])
+        .run();
     let stored = env.row(&name).decky_config.expect("config");
     assert!(
         stored.contains(r#""mutate_interval":9007199254740993,"#),
@@ -460,14 +484,16 @@ fn config_drift_in_large_integers_is_repaired() {
     env.execute(&format!(
         "UPDATE fleet_deckies SET decky_config = replace(decky_config, '9007199254740993', '9007199254740992') WHERE name = '{name}'"
     ));
-    let run = env
-        .run(&["--docker-host", &docker, "--output", "json"])
-        .expect_code(0);
+    let out = env
+        .test()
+        .args(["--docker-host", &docker, "--output", "json"])
+        .stderr_lines([refused(&docker)])
+        .run();
     assert_eq!(
-        run.json()["counts"]["updated"],
+        out.json()["counts"]["updated"],
         1,
         "the off-by-one interval is drift: {}",
-        run.stdout
+        out.stdout
     );
     let repaired = env.row(&name).decky_config.expect("config");
     assert!(repaired.contains("9007199254740993"), "{repaired}");

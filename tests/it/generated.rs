@@ -5,7 +5,7 @@
 //! line, regenerate them and commit the result:
 //!
 //! ```sh
-//! UPDATE_GENERATED=1 cargo test --test generated
+//! UPDATE_GENERATED=1 cargo test --test it generated::
 //! ```
 //!
 //! With `UPDATE_GENERATED=1` set, each test rewrites its file instead of
@@ -13,18 +13,7 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
-use clap::CommandFactory;
-use decnet_reconcile::config::cli::Cli;
-
-/// The environment variables the command line reads (SPEC §2).
-fn environment_variables() -> Vec<String> {
-    Cli::command()
-        .get_arguments()
-        .filter_map(|arg| arg.get_env())
-        .map(|env| env.to_string_lossy().into_owned())
-        .collect()
-}
+use crate::fixture::{command_line, run, tool};
 
 #[test]
 fn bash_completion_is_current() {
@@ -58,7 +47,7 @@ fn man_page_is_current() {
 #[test]
 fn man_page_documents_every_option_and_its_environment_variable() {
     let page = man_page();
-    for arg in Cli::command().get_arguments() {
+    for arg in command_line().get_arguments() {
         if let Some(long) = arg.get_long() {
             let flag = format!("\\fB\\-\\-{}\\fR", long.replace('-', "\\-"));
             assert!(page.contains(&flag), "the man page lacks --{long}");
@@ -103,7 +92,7 @@ fn defaults_file_lists_every_environment_variable_with_its_default() {
             "everything else stays commented out, so the defaults are the binary's: {line:?}"
         );
     }
-    let command = Cli::command();
+    let command = command_line();
     let mut listed = 0;
     for arg in command.get_arguments() {
         let Some(env) = arg.get_env() else { continue };
@@ -137,29 +126,17 @@ fn defaults_file_lists_every_environment_variable_with_its_default() {
     );
 }
 
-/// What `decnet-reconcile completions <shell>` prints, as the packages ship it.
+/// What `decnet-reconcile completions <shell>` prints, as the packages ship it
+/// (none of the test's environment, which must not leak into the script).
 fn completions_from_binary(shell: &str) -> String {
-    let mut cmd = Command::cargo_bin("decnet-reconcile").expect("the binary is built");
-    // A value in the test's environment must not leak into the script.
-    for var in environment_variables() {
-        cmd.env_remove(var);
-    }
-    let output = cmd
-        .args(["completions", shell])
-        .output()
-        .expect("run decnet-reconcile completions");
+    let out = run(tool().args(["completions", shell])).expect_status(0);
+    assert_eq!(out.stderr, "", "decnet-reconcile completions {shell}");
     assert!(
-        output.status.success() && output.stderr.is_empty(),
-        "decnet-reconcile completions {shell} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        out.stdout.contains("decnet-reconcile"),
+        "the {shell} completions do not name the command:\n{}",
+        out.stdout
     );
-    let script = String::from_utf8(output.stdout).expect("completions are UTF-8");
-    assert!(
-        script.contains("decnet-reconcile"),
-        "the {shell} completions do not name the command:\n{script}"
-    );
-    script
+    out.stdout
 }
 
 /// decnet-reconcile(1): clap_mangen's title, name, synopsis, description and
@@ -167,7 +144,7 @@ fn completions_from_binary(shell: &str) -> String {
 /// nothing of. clap_mangen's own SUBCOMMANDS section would point at
 /// decnet-reconcile-once(1) and the like, pages nobody ships.
 fn man_page() -> String {
-    let command = Cli::command();
+    let command = command_line();
     let man = clap_mangen::Man::new(command.clone()).manual("DECNET");
     let mut page = Vec::new();
     man.render_title(&mut page).expect("render");
@@ -310,7 +287,7 @@ fn check_generated(relative: &str, generated: &str) {
 }
 
 const HOW_TO_UPDATE: &str =
-    "regenerate with `UPDATE_GENERATED=1 cargo test --test generated` and commit the result";
+    "regenerate with `UPDATE_GENERATED=1 cargo test --test it generated::` and commit the result";
 
 fn updating() -> bool {
     std::env::var_os("UPDATE_GENERATED").is_some_and(|value| value == "1")

@@ -1,0 +1,284 @@
+//! Odd but legal environments: a stderr that cannot be written, variables set
+//! to the empty string, a user who may read the DB but not write its
+//! directory, `--db` names SQLite would read as URIs, DECNET's MySQL URLs.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use crate::fixture::{
+    create_decnet_sqlite, decky, docker_unknown, finish, run, sqlite_rows, Env, Test,
+};
+
+/// A pass with work to do and something to log: one decky to insert, Docker
+/// unreachable (a warning), `-vv` (every log line there is).
+fn noisy_pass(env: &Env) -> Test<'_> {
+    env.test().state(&[decky(&env.name("d"), &["ssh"])]).args([
+        "--docker-host",
+        "unix:///nonexistent.sock",
+        "-vv",
+    ])
+}
+
+fn dev_full() -> File {
+    File::options()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full")
+}
+
+#[test]
+fn a_full_stderr_does_not_stop_the_pass() {
+    let env = Env::new();
+    noisy_pass(&env)
+        .stderr_to(dev_full())
+        .stdout_ends_with("inserted=1 deleted=0 updated=0 docker=unknown\n")
+        .run();
+    assert_eq!(env.rows().len(), 1, "the pass wrote its row");
+    // An error, too, is reported by its exit code alone.
+    env.test()
+        .args(["--db-busy-timeout", "nope"])
+        .stderr_to(dev_full())
+        .status(1)
+        .run();
+}
+
+#[test]
+fn a_stderr_pipe_closed_by_its_reader_does_not_stop_the_pass() {
+    let env = Env::new();
+    // Driven by hand: the test closes the reading end of stderr itself.
+    let mut child = noisy_pass(&env)
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stderr.take());
+    let run = finish(child).expect_status(0);
+    assert!(run
+        .stdout
+        .ends_with("inserted=1 deleted=0 updated=0 docker=unknown\n"));
+    assert_eq!(env.rows().len(), 1);
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_pass() {
+    let env = Env::new();
+    noisy_pass(&env)
+        .wrapped_in(["sh", "-c", r#"exec "$0" "$@" 2>&-"#])
+        .stdout_ends_with("inserted=1 deleted=0 updated=0 docker=unknown\n")
+        .run();
+    assert_eq!(env.rows().len(), 1);
+}
+
+#[test]
+fn empty_variables_count_as_unset() {
+    let env = Env::new();
+    env.write_state(&[decky(&env.name("d"), &["ssh"])]);
+    // Each variable without its option, so that the variable is what is read;
+    // dry runs, so that the defaults' real paths are never written. Whatever
+    // the unset variable gives, the empty one must give the same: the two
+    // runs are compared, not held to an expectation of their own.
+    for (var, option) in [
+        ("DECNET_STATE_FILE", "--state-file"),
+        ("DECNET_DB_PATH", "--db"),
+        ("DOCKER_HOST", "--docker-host"),
+    ] {
+        let pass = || env.test().without(option).arg("--dry-run");
+        let unset = run(&mut pass().command());
+        let empty = run(&mut pass().env_var(var, "").command());
+        assert!(
+            !empty.stderr.contains("a value is required"),
+            "{var}: {}",
+            empty.stderr
+        );
+        assert_eq!(
+            (empty.status, &empty.stdout, &empty.stderr),
+            (unset.status, &unset.stdout, &unset.stderr),
+            "{var}= is not read as unset"
+        );
+    }
+    // DOCKER_HOST= is the default socket: Docker is known.
+    let out = env
+        .test()
+        .without("--docker-host")
+        .env_var("DOCKER_HOST", "")
+        .args(["--dry-run", "--output", "json"])
+        .run();
+    assert_eq!(out.json()["docker"], "ok");
+    // DECNET_REDIS_URL= is the default Redis: the event is published.
+    let name = env.name("d");
+    let out = env
+        .test()
+        .bus_by_environment()
+        .env_var("DECNET_REDIS_URL", "")
+        .args(["--redis-timeout", "1", "--output", "json"])
+        .events([(&name, "inserted")])
+        .run();
+    assert_eq!(out.json()["published"], 1);
+}
+
+#[test]
+fn an_empty_host_uuid_variable_is_refused_by_its_name() {
+    let env = Env::new();
+    env.write_state(&[decky(&env.name("d"), &["ssh"])]);
+    let before = env.db_snapshot();
+    let pass = || {
+        env.test()
+            .without("--host-uuid")
+            .env_var("DECNET_HOST_UUID", "")
+    };
+    pass()
+        .status(1)
+        .stderr(
+            "decnet-reconcile: error: DECNET_HOST_UUID is set but empty: \
+             set it to this host's id, or unset it for \"local\"\n",
+        )
+        .run();
+    assert_eq!(env.db_snapshot(), before, "nothing was written");
+    // A typed id outranks the empty variable.
+    pass().args(["--host-uuid", "h1"]).run();
+    assert_eq!(env.names_of("h1"), [env.name("d")]);
+}
+
+/// The files beside a SQLite DB.
+fn sidecars(db: &std::path::Path) -> Vec<String> {
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .map(|suffix| format!("{}{suffix}", db.display()))
+        .filter(|path| std::path::Path::new(path).exists())
+        .collect()
+}
+
+/// A WAL database with one row, in a directory only root may write.
+fn read_only_dir_db() -> Env {
+    let env = Env::new();
+    env.test().state(&[decky(&env.name("d"), &["ssh"])]).run();
+    assert_eq!(
+        env.dump("PRAGMA journal_mode"),
+        ["Text(\"wal\")"],
+        "DECNET's databases are WAL"
+    );
+    assert!(sidecars(&env.db).is_empty(), "closed cleanly");
+    env.write_state(&[
+        decky(&env.name("d"), &["ssh"]),
+        decky(&env.name("e"), &["ftp"]),
+    ]);
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    env
+}
+
+/// A dry run as the unprivileged user nobody, who may not read Docker's socket.
+fn dry_run_as_nobody(env: &Env) -> Test<'_> {
+    env.test()
+        .wrapped_in([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
+        .args(["--dry-run", "--output", "json"])
+        .stderr_lines([docker_unknown(
+            "unix:///var/run/docker.sock",
+            "permission denied",
+        )])
+}
+
+#[test]
+fn a_dry_run_needs_no_write_access_and_leaves_no_wal_behind() {
+    let env = read_only_dir_db();
+    let before = env.rows();
+    let report = dry_run_as_nobody(&env).run().json();
+    assert_eq!(
+        report["changes"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["changes"][0]["name"], env.name("e"));
+    assert!(sidecars(&env.db).is_empty(), "{:?}", sidecars(&env.db));
+    // Root, who could create them, leaves none either.
+    env.test().args(["--dry-run", "--output", "json"]).run();
+    assert!(sidecars(&env.db).is_empty(), "{:?}", sidecars(&env.db));
+    assert_eq!(env.rows(), before);
+}
+
+#[test]
+fn a_dry_run_reads_what_a_live_writer_has_not_checkpointed() {
+    let env = read_only_dir_db();
+    // Another process holds the DB open in WAL mode with a row not yet checkpointed.
+    let writer = env.connect();
+    writer
+        .execute_batch("PRAGMA wal_autocheckpoint = 0; DELETE FROM fleet_deckies;")
+        .expect("write");
+    assert!(
+        !sidecars(&env.db).is_empty(),
+        "the writer has its -wal and -shm"
+    );
+    let by_nobody = dry_run_as_nobody(&env).run().json();
+    let by_root = env
+        .test()
+        .args(["--dry-run", "--output", "json"])
+        .run()
+        .json();
+    for (who, report) in [("nobody", by_nobody), ("root", by_root)] {
+        assert_eq!(
+            report["changes"].as_array().map(Vec::len),
+            Some(2),
+            "{who} sees the writer's delete: {report}"
+        );
+    }
+    drop(writer);
+}
+
+#[test]
+fn db_names_sqlite_would_read_as_uris_are_files_of_that_name() {
+    let env = Env::new();
+    env.write_state(&[decky(&env.name("d"), &["ssh"])]);
+    for name in [
+        ":memory:",
+        "file:x.db?mode=memory",
+        "file::memory:?cache=shared",
+    ] {
+        // DECNET's DB under that name: a pass that read the name as a URI
+        // would find no table there, and its row would not be in the file.
+        let file = env.dir.path().join(name);
+        create_decnet_sqlite(&file);
+        let pass = || {
+            env.test()
+                .context(name)
+                .current_dir(env.dir.path())
+                .args(["--db", name])
+        };
+        pass()
+            .stdout_ends_with("inserted=1 deleted=0 updated=0\n")
+            .run();
+        assert_eq!(sqlite_rows(&file).len(), 1, "{name} is a real file");
+        pass()
+            .stdout_ends_with("inserted=0 deleted=0 updated=0\n")
+            .run();
+    }
+}
+
+#[test]
+fn decnet_mysql_urls_with_charset_work_on_mariadb() {
+    let env = Env::mysql();
+    let url = env.mysql_url().replacen("mysql://", "mysql+asyncmy://", 1) + "?charset=utf8mb4";
+    env.test()
+        .state(&[decky(&env.name("d"), &["ssh"])])
+        .args(["--db", &url])
+        .stdout_ends_with("inserted=1 deleted=0 updated=0\n")
+        .run();
+    assert_eq!(env.rows().len(), 1);
+    env.test()
+        .args(["--db", &format!("{url}&ssl_mode=REQUIRED")])
+        .status(1)
+        .stderr(format!(
+            "decnet-reconcile: error: MySQL URL mysql+asyncmy://***:***@127.0.0.1:3306/{}\
+             ?charset=utf8mb4&ssl_mode=REQUIRED: unknown parameter \"ssl_mode\" \
+             (the one known is charset)\n",
+            env.mysql_database
+        ))
+        .run();
+}

@@ -1,0 +1,22 @@
+//! The integration tests, one binary that links once: one module per area,
+//! all on the fixture in `fixture/` (read its module doc first). They drive
+//! the built binary against real services; fakes stand in only for faults the
+//! real thing cannot produce on demand.
+
+mod fixture;
+
+mod broken_stdout;
+mod decnet_bus;
+mod environment;
+mod events;
+mod faults;
+mod generated;
+mod hostile;
+mod mysql;
+mod mysql_faults;
+mod odd_rows;
+mod output;
+mod pass;
+mod secrets;
+mod state_file;
+mod systemd;
