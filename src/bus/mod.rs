@@ -434,16 +434,22 @@ mod tests {
             Bus::Redis("redis://:pw@127.0.0.1:6379/0".to_owned())
         );
         let long = format!("unix:///{}", "s".repeat(120));
-        for bad in [
-            "",
-            "/run/decnet/bus.sock",
-            "unix://host/bus.sock",
-            "unix:relative.sock",
-            "nats://127.0.0.1:4222",
-            "redis://[::1",
-            long.as_str(),
+        let not_a_bus = "is not a bus URL: use redis://HOST:PORT/DB or unix:///PATH/bus.sock";
+        let relative = "a unix: bus URL needs an absolute socket path";
+        for (bad, message) in [
+            ("", not_a_bus),
+            ("/run/decnet/bus.sock", not_a_bus),
+            ("unix://host/bus.sock", relative),
+            ("unix:relative.sock", relative),
+            ("nats://127.0.0.1:4222", not_a_bus),
+            ("redis://[::1", "\"redis://[::1\" is not a Redis URL"),
+            (
+                long.as_str(),
+                "longer than the 107 bytes a Unix socket address holds",
+            ),
         ] {
-            assert!(Bus::from_url(bad).is_err(), "{bad:?}");
+            let err = format!("{:#}", Bus::from_url(bad).expect_err(bad));
+            assert!(err.contains(message), "{bad:?}: {err}");
         }
     }
 

@@ -235,7 +235,10 @@ mod tests {
         for off in ["", "0", "false", "No", "off"] {
             assert_eq!(parse_switch(off), Ok(false), "{off}");
         }
-        assert!(parse_switch("2").is_err());
+        assert_eq!(
+            parse_switch("2"),
+            Err("\"2\" is not one of 1, true, yes, on, 0, false, no, off".to_owned())
+        );
         let cli = Cli::try_parse_from(["decnet-reconcile", "--heartbeat"]).expect("parses");
         assert!(cli.pass.heartbeat);
     }
@@ -247,7 +250,12 @@ mod tests {
         for bad in [
             "0", "-1", "abc", "NaN", "inf", "1e-300", "0.0009", "86400.5",
         ] {
-            assert!(parse_seconds(bad).is_err(), "{bad}");
+            let err = parse_seconds(bad).expect_err(bad);
+            assert!(
+                err.ends_with("is not a number of seconds")
+                    || err.ends_with("must be at least 0.001 and at most 86400 seconds"),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn choose(db: Setting<PathBuf>, env: &Environment) -> Result<DbTarget> {
             let port = match env("DECNET_DB_PORT") {
                 Some(port) => port
                     .parse()
-                    .with_context(|| format!("DECNET_DB_PORT {port:?} is not a port number"))?,
+                    .map_err(|_| anyhow::anyhow!("DECNET_DB_PORT {port:?} is not a port number"))?,
                 None => 3306,
             };
             MySqlTarget::from_parts(
@@ -130,15 +130,25 @@ mod tests {
 
     #[test]
     fn bad_decnet_db_variables_are_refused() {
-        for vars in [
-            &[("DECNET_DB_TYPE", "postgres")][..],
-            &[("DECNET_DB_TYPE", "mysql"), ("DECNET_DB_PORT", "abc")][..],
-            &[
-                ("DECNET_DB_TYPE", "mysql"),
-                ("DECNET_DB_URL", "sqlite:///x"),
-            ][..],
+        for (vars, message) in [
+            (
+                &[("DECNET_DB_TYPE", "postgres")][..],
+                "DECNET_DB_TYPE \"postgres\" is not one of sqlite, mysql",
+            ),
+            (
+                &[("DECNET_DB_TYPE", "mysql"), ("DECNET_DB_PORT", "abc")][..],
+                "DECNET_DB_PORT \"abc\" is not a port number",
+            ),
+            (
+                &[
+                    ("DECNET_DB_TYPE", "mysql"),
+                    ("DECNET_DB_URL", "sqlite:///x"),
+                ][..],
+                "DECNET_DB_URL: sqlite:///x is not a MySQL URL",
+            ),
         ] {
-            assert!(target("/x.db", Origin::Default, vars).is_err(), "{vars:?}");
+            let err = target("/x.db", Origin::Default, vars).expect_err(message);
+            assert_eq!(format!("{err:#}"), message, "{vars:?}");
         }
     }
 }
