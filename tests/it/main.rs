@@ -5,6 +5,7 @@
 
 mod fixture;
 
+mod architecture;
 mod broken_stdout;
 mod decnet_bus;
 mod environment;
