@@ -1,4 +1,4 @@
-//! Reading a small file that must be a regular file (a password, a CA, a key):
+//! Reading a file that must be a regular file (the state file, a password, a CA, a key):
 //! never blocks on a FIFO, never reads without bound, and says what the path is
 //! when it is not a file.
 
@@ -25,12 +25,12 @@ pub fn read(path: &Path, limit: u64) -> Result<(Vec<u8>, Metadata), ReadError> {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)?;
     let metadata = file.metadata()?;
     let kind = metadata.file_type();
     if !kind.is_file() {
-        return Err(ReadError::NotRegular(describe(&kind)));
+        return Err(ReadError::NotRegular(kind_of(&kind)));
     }
     if metadata.len() > limit {
         return Err(ReadError::TooLarge { limit });
@@ -49,7 +49,8 @@ fn read_at_most(file: File, limit: u64) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
-fn describe(kind: &std::fs::FileType) -> &'static str {
+/// What a file that is not a regular file is, for a message: "a FIFO", …
+pub fn kind_of(kind: &std::fs::FileType) -> &'static str {
     if kind.is_dir() {
         "a directory"
     } else if kind.is_fifo() {
@@ -60,8 +61,12 @@ fn describe(kind: &std::fs::FileType) -> &'static str {
         "a character device"
     } else if kind.is_block_device() {
         "a block device"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_file() {
+        "a regular file"
     } else {
-        "not a regular file"
+        "a special file"
     }
 }
 

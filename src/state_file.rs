@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
 use crate::core::Decky;
+use crate::regular_file::{self, ReadError};
 use crate::text::escape_untrusted;
 
 /// The deckies the state file says should exist, ready to compare with DB rows.
@@ -82,60 +83,22 @@ pub fn read(path: &Path) -> Result<DesiredFleet, StateFileError> {
 
 /// The file's bytes, or `None` when it is absent from an existing directory.
 fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StateFileError> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-
-    let unreadable = |source| StateFileError::Unreadable {
-        path: path.to_owned(),
-        source,
-    };
-    // O_NONBLOCK: opening a FIFO must not wait for a writer. The type is then
-    // checked on the opened handle, so nothing can be swapped in between.
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return absent(path).map(|()| None),
-        Err(err) => return Err(unreadable(err)),
-    };
-    let metadata = file.metadata().map_err(unreadable)?;
-    let file_type = metadata.file_type();
-    if !file_type.is_file() {
-        let kind = if file_type.is_dir() {
-            "a directory"
-        } else if file_type.is_fifo() {
-            "a FIFO"
-        } else if file_type.is_char_device() {
-            "a character device"
-        } else if file_type.is_block_device() {
-            "a block device"
-        } else if file_type.is_socket() {
-            "a socket"
-        } else {
-            "a special file"
-        };
-        return Err(StateFileError::NotRegular {
-            path: path.to_owned(),
+    let path_buf = || path.to_owned();
+    match regular_file::read(path, MAX_STATE_FILE_BYTES) {
+        Ok((bytes, _)) => Ok(Some(bytes)),
+        Err(ReadError::Io(err)) if err.kind() == io::ErrorKind::NotFound => {
+            absent(path).map(|()| None)
+        }
+        Err(ReadError::Io(source)) => Err(StateFileError::Unreadable {
+            path: path_buf(),
+            source,
+        }),
+        Err(ReadError::NotRegular(kind)) => Err(StateFileError::NotRegular {
+            path: path_buf(),
             kind,
-        });
+        }),
+        Err(ReadError::TooLarge { .. }) => Err(StateFileError::TooLarge { path: path_buf() }),
     }
-    let too_large = || StateFileError::TooLarge {
-        path: path.to_owned(),
-    };
-    if metadata.len() > MAX_STATE_FILE_BYTES {
-        return Err(too_large());
-    }
-    // The size may lie (procfs) or grow while we read: the read is bounded too.
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    file.take(MAX_STATE_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
-        return Err(too_large());
-    }
-    Ok(Some(bytes))
 }
 
 /// Checks that an open that found nothing really means "no state file": the
