@@ -81,6 +81,9 @@ pub struct Change {
     /// For display: the new services, or a deleted row's last ones.
     pub services: Vec<String>,
     pub kind: ChangeKind,
+    /// The row's config columns as stored, for a change to an existing row
+    /// (`None` for an insert): what [`Change::diff`] shows as old.
+    pub stored: Option<StoredColumns>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +175,25 @@ pub struct StateTransition {
     pub to: DeckyState,
 }
 
+/// The three columns that mirror the state file, as a row holds them: any
+/// text another writer left, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredColumns {
+    pub services: String,
+    pub decky_ip: Option<String>,
+    pub decky_config: Option<String>,
+}
+
+impl StoredColumns {
+    fn of(row: &FleetRow) -> Self {
+        StoredColumns {
+            services: row.services.clone(),
+            decky_ip: row.decky_ip.clone(),
+            decky_config: row.decky_config.clone(),
+        }
+    }
+}
+
 /// The three columns that mirror the state file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigColumns {
@@ -260,6 +282,7 @@ pub fn plan(
             DockerView::Known(containers) => Some((aggregate_state(decky, containers), containers)),
             DockerView::Unknown => None,
         };
+        let mut stored = None;
         let kind = match unclaimed.remove(decky.name.as_str()) {
             None => {
                 check_name_length(&decky.name, max_key_chars)?;
@@ -281,6 +304,7 @@ pub fn plan(
                 if state.is_none() && config.is_none() {
                     continue;
                 }
+                stored = Some(StoredColumns::of(row));
                 ChangeKind::Update {
                     state,
                     config,
@@ -294,6 +318,7 @@ pub fn plan(
             ip: Some(decky.ip.clone()),
             services: decky.services.clone(),
             kind,
+            stored,
         });
     }
 
@@ -308,6 +333,7 @@ pub fn plan(
                     previous_state: row.state.clone(),
                     stored_key: row.stored_key,
                 },
+                stored: Some(StoredColumns::of(row)),
             });
         }
     }
@@ -424,7 +450,8 @@ fn same_json(stored: &str, desired: &str) -> bool {
     }
 }
 
-fn equivalent(a: &Value, b: &Value) -> bool {
+/// Whether two JSON values mean the same (see [`same_json`]).
+pub(super) fn equivalent(a: &Value, b: &Value) -> bool {
     match (a, b) {
         // `5` and `5.0` are one value; two integers are compared exactly, since
         // as floats 9007199254740993 and 9007199254740992 would be equal.
