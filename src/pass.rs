@@ -1,27 +1,55 @@
 //! One convergence pass, top to bottom (SPEC §4, §5): read the state file,
 //! list Docker, open this host's transaction, read its rows, plan, apply,
-//! commit, announce. A dry run is the same pass in a read-only transaction
-//! that applies nothing and announces nothing.
+//! commit, announce, then record the pass in the metrics file. A dry run is
+//! the same pass in a read-only transaction that applies nothing, announces
+//! nothing and records nothing.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::bus::{self, Health};
 use crate::config::Config;
-use crate::core::{self, DockerView, PlanError, Report};
+use crate::core::{self, DockerStatus, DockerView, PlanError, Report};
+use crate::metrics;
 use crate::state_file::{self, DesiredFleet};
 use crate::store::{self, Access};
 
+/// How many times a pass reads the state file at most: once, and again each
+/// time it finds the file changed since (a deploy that wrote it while the pass
+/// waited for Docker or for the DB's lock).
+const MAX_STATE_FILE_READS: usize = 3;
+
+/// One pass and, unless it is a dry run, its metrics, failed or not.
 pub async fn run(config: &Config) -> Result<Report> {
     let started = Instant::now();
-    let desired = state_file::read(&config.state_file)?;
-    warn_of_unknown_fields(config, &desired);
+    let mut docker_status = None;
+    let result = converge(config, started, &mut docker_status).await;
+    if let (false, Some(path)) = (config.dry_run, &config.metrics_file) {
+        let pass = match &result {
+            Ok(report) => metrics::Pass::succeeded(report, started.elapsed()),
+            Err(_) => metrics::Pass::failed(&config.host_uuid, docker_status, started.elapsed()),
+        };
+        record_metrics(path, &pass);
+    }
+    result
+}
+
+/// The pass itself; `docker_status` learns what Docker said as soon as it
+/// has, so that a pass that fails later still reports it.
+async fn converge(
+    config: &Config,
+    started: Instant,
+    docker_status: &mut Option<DockerStatus>,
+) -> Result<Report> {
+    let mut desired = state_file::read(&config.state_file)?;
     // Docker is asked before the DB lock is taken, and only then, so that a slow
     // daemon never holds DECNET's writers up; rows written after this moment
     // keep their state (the planner's rule).
     let docker = list_containers(config).await;
+    *docker_status = Some(docker.status());
 
     let host = config.host_uuid.as_str();
     let access = match config.dry_run {
@@ -31,11 +59,37 @@ pub async fn run(config: &Config) -> Result<Report> {
     let mut store = store::open(&config.db, access, config.db_busy_timeout).await?;
     let mut transaction = store.begin(host).await?;
     let snapshot = transaction.snapshot().await?;
+    // A write of the state file while this pass waited would start no pass of
+    // its own: systemd merges the path unit's trigger into this running one.
+    // So the pass looks again now that it holds the lock, and plans from the
+    // file as it is (docs/operating.md, "A pass on every deploy").
+    let mut reads = 1;
+    while access == Access::ReadWrite
+        && reads < MAX_STATE_FILE_READS
+        && state_file::changed_since(&config.state_file, desired.version)
+    {
+        debug!(
+            "state file {} changed during the pass: reading it again",
+            config.state_file.display()
+        );
+        desired = state_file::read(&config.state_file)?;
+        reads += 1;
+    }
+    if reads == MAX_STATE_FILE_READS
+        && state_file::changed_since(&config.state_file, desired.version)
+    {
+        info!(
+            "state file {} keeps changing during the pass: this pass writes the version it read last, and the next pass converges the rest",
+            config.state_file.display()
+        );
+    }
+    warn_of_unknown_fields(config, &desired);
     let plan = core::plan(&desired.deckies, &snapshot, &docker, host).map_err(|err| match err {
         // A name is the state file's fault; the rest are this database's.
         PlanError::NameTooLong { .. } => anyhow::Error::new(err),
         _ => anyhow::Error::new(err).context(format!("database {}", config.db)),
     })?;
+    let rows_by_state = plan.rows_by_state(&snapshot.rows);
     if access == Access::ReadWrite {
         transaction.apply(&plan).await?;
         transaction.commit().await?;
@@ -48,6 +102,7 @@ pub async fn run(config: &Config) -> Result<Report> {
     }
 
     let mut report = Report::new(config.dry_run, host, docker.status(), plan);
+    report.rows_by_state = rows_by_state;
     if let (Access::ReadWrite, Some(bus)) = (access, &config.bus) {
         let health = config
             .heartbeat
@@ -60,6 +115,17 @@ pub async fn run(config: &Config) -> Result<Report> {
         report.heartbeat = announced.heartbeat;
     }
     Ok(report)
+}
+
+/// Writes the metrics file; a problem with it is a warning, never a failed pass.
+fn record_metrics(path: &Path, pass: &metrics::Pass) {
+    for warning in metrics::record(path, pass) {
+        if warning.is_no_collector() {
+            debug!("{warning} (prometheus-node-exporter is not installed)");
+        } else {
+            warn!("{warning}");
+        }
+    }
 }
 
 fn warn_of_unknown_fields(config: &Config, desired: &DesiredFleet) {

@@ -3,6 +3,8 @@
 //! them, including the rules that depend on the store (how long a name may
 //! be, how precisely it stamps a row).
 
+use std::collections::BTreeMap;
+
 use chrono::{NaiveDateTime, TimeDelta};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
@@ -40,6 +42,35 @@ pub struct Plan {
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// This host's rows by state once the plan is written, from the rows it
+    /// was made from (`before`): what the metrics report after a pass.
+    pub fn rows_by_state(&self, before: &[FleetRow]) -> BTreeMap<String, usize> {
+        let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+        let mut add = |state: &str, delta: isize| {
+            let count = by_state.entry(state.to_owned()).or_default();
+            *count = count.saturating_add_signed(delta);
+        };
+        for row in before {
+            add(&row.state, 1);
+        }
+        for change in &self.changes {
+            match &change.kind {
+                ChangeKind::Insert { state, .. } => add(state.as_str(), 1),
+                ChangeKind::Delete { previous_state, .. } => add(previous_state, -1),
+                ChangeKind::Update {
+                    state: Some(transition),
+                    ..
+                } => {
+                    add(&transition.from, -1);
+                    add(transition.to.as_str(), 1);
+                }
+                ChangeKind::Update { state: None, .. } => {}
+            }
+        }
+        by_state.retain(|_, count| *count > 0);
+        by_state
     }
 
     /// How many rows the plan inserts, deletes and updates.
