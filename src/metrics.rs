@@ -50,8 +50,9 @@ pub const KNOWN_STATES: [&str; 7] = [
     "teardown_failed",
 ];
 
-/// How long [`record`] waits for another pass that is writing the same file.
-const LOCK_WAIT: Duration = Duration::from_secs(1);
+/// How long [`record`] waits for another pass that is writing the same file
+/// (one of the bounds a pass's worst case sums, docs/operating.md "Time").
+pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 const PASSES: &str = "decnet_reconcile_passes_total";
 const CHANGES: &str = "decnet_reconcile_changes_total";

@@ -5,7 +5,7 @@
 //! nothing and records nothing.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tracing::{debug, info, warn};
@@ -17,10 +17,10 @@ use crate::metrics;
 use crate::state_file::{self, DesiredFleet};
 use crate::store::{self, Access};
 
-/// How many times a pass reads the state file at most: once, and again each
-/// time it finds the file changed since (a deploy that wrote it while the pass
-/// waited for Docker or for the DB's lock).
-const MAX_STATE_FILE_READS: usize = 3;
+/// How long a pass goes on reading the state file again while it changes
+/// under it: DECNET rewrites it in place (truncated, then written), and a
+/// write that lands during a pass starts no pass of its own.
+const STATE_FILE_SETTLE: Duration = Duration::from_secs(1);
 
 /// One pass and, unless it is a dry run, its metrics, failed or not.
 pub async fn run(config: &Config) -> Result<Report> {
@@ -44,7 +44,7 @@ async fn converge(
     started: Instant,
     docker_status: &mut Option<DockerStatus>,
 ) -> Result<Report> {
-    let mut desired = state_file::read(&config.state_file)?;
+    let mut desired = read_state_file(config, Instant::now() + STATE_FILE_SETTLE).await?;
     // Docker is asked before the DB lock is taken, and only then, so that a slow
     // daemon never holds DECNET's writers up; rows written after this moment
     // keep their state (the planner's rule).
@@ -59,29 +59,27 @@ async fn converge(
     let mut store = store::open(&config.db, access, config.db_busy_timeout).await?;
     let mut transaction = store.begin(host).await?;
     let snapshot = transaction.snapshot().await?;
-    // A write of the state file while this pass waited would start no pass of
-    // its own: systemd merges the path unit's trigger into this running one.
-    // So the pass looks again now that it holds the lock, and plans from the
-    // file as it is (docs/operating.md, "A pass on every deploy").
-    let mut reads = 1;
+    // A write of the state file while this pass waited (for Docker, for the
+    // lock) starts no pass of its own: systemd merges the path unit's trigger
+    // into this running one. So the pass looks again now that it holds the
+    // lock, and plans from the file as it is (docs/operating.md, "A pass on
+    // every deploy and teardown").
+    let settle_until = Instant::now() + STATE_FILE_SETTLE;
     while access == Access::ReadWrite
-        && reads < MAX_STATE_FILE_READS
         && state_file::changed_since(&config.state_file, desired.version)
     {
+        if Instant::now() >= settle_until {
+            info!(
+                "state file {} kept changing for {STATE_FILE_SETTLE:?} during the pass: this pass writes the version it read last, and the next pass converges the rest",
+                config.state_file.display()
+            );
+            break;
+        }
         debug!(
             "state file {} changed during the pass: reading it again",
             config.state_file.display()
         );
-        desired = state_file::read(&config.state_file)?;
-        reads += 1;
-    }
-    if reads == MAX_STATE_FILE_READS
-        && state_file::changed_since(&config.state_file, desired.version)
-    {
-        info!(
-            "state file {} keeps changing during the pass: this pass writes the version it read last, and the next pass converges the rest",
-            config.state_file.display()
-        );
+        desired = read_state_file(config, settle_until).await?;
     }
     warn_of_unknown_fields(config, &desired);
     let plan = core::plan(&desired.deckies, &snapshot, &docker, host).map_err(|err| match err {
@@ -115,6 +113,30 @@ async fn converge(
         report.heartbeat = announced.heartbeat;
     }
     Ok(report)
+}
+
+/// Reads the state file. A read that fails while the file changes under it
+/// (DECNET's in-place write caught halfway) is tried again until `deadline`;
+/// a file that is bad and stays so fails the pass at once.
+async fn read_state_file(config: &Config, deadline: Instant) -> Result<DesiredFleet> {
+    let path = &config.state_file;
+    loop {
+        let before = state_file::current_version(path);
+        match state_file::read(path) {
+            Ok(desired) => return Ok(desired),
+            Err(err)
+                if Instant::now() < deadline
+                    && before.is_some_and(|before| state_file::changed_since(path, before)) =>
+            {
+                debug!(
+                    "state file {} changed while it was read ({err}): reading it again",
+                    path.display()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 /// Writes the metrics file; a problem with it is a warning, never a failed pass.

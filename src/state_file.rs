@@ -45,16 +45,22 @@ impl FileVersion {
     }
 }
 
+/// The version of the state file at `path` now; `None` when its metadata
+/// cannot be read.
+pub fn current_version(path: &Path) -> Option<FileVersion> {
+    match std::fs::metadata(path) {
+        Ok(metadata) => Some(FileVersion::of(&metadata)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Some(FileVersion(None)),
+        Err(_) => None,
+    }
+}
+
 /// Whether the state file at `path` is no longer the version `read` (it was
 /// written, created, removed or replaced since). A file whose metadata cannot
-/// be read now counts as unchanged: the pass read it, and must not loop on it.
+/// be read now counts as unchanged: nothing says it changed, and a pass must
+/// not loop on it.
 pub fn changed_since(path: &Path, read: FileVersion) -> bool {
-    let now = match std::fs::metadata(path) {
-        Ok(metadata) => FileVersion::of(&metadata),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => FileVersion(None),
-        Err(_) => return false,
-    };
-    now != read
+    current_version(path).is_some_and(|now| now != read)
 }
 
 /// The largest state file read: DECNET writes about 1 kB per decky, so this is
