@@ -19,8 +19,10 @@ use crate::store::{self, Access};
 
 /// How long a pass goes on reading the state file again while it changes
 /// under it: DECNET rewrites it in place (truncated, then written), and a
-/// write that lands during a pass starts no pass of its own.
-const STATE_FILE_SETTLE: Duration = Duration::from_secs(1);
+/// write that lands during a pass starts no pass of its own. Once when it is
+/// first read and once after the DB's lock is taken: two of the bounds a
+/// pass's worst case sums (docs/operating.md, "Time").
+pub const STATE_FILE_SETTLE: Duration = Duration::from_secs(1);
 
 /// One pass and, unless it is a dry run, its metrics, failed or not.
 pub async fn run(config: &Config) -> Result<Report> {

@@ -31,15 +31,20 @@ fn samples(path: &Path) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Prometheus's own judge of the text format (Debian's `prometheus` package;
-/// `scripts/services` extracts it), which must find nothing to say.
-#[track_caller]
-fn assert_promtool_accepts(path: &Path, when: &str) {
+/// Prometheus's `promtool` (Debian's `prometheus` package; `scripts/services`
+/// extracts it where `scripts/metrics-check` looks for it).
+fn promtool() -> PathBuf {
     let state_dir = std::env::var("DECNET_TEST_STATE_DIR")
         .unwrap_or_else(|_| "/var/tmp/decnet-reconcile-test".to_owned());
-    let promtool = std::env::var("DECNET_TEST_PROMTOOL")
+    std::env::var("DECNET_TEST_PROMTOOL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(&state_dir).join("bin/promtool"));
+        .unwrap_or_else(|_| Path::new(&state_dir).join("bin/promtool"))
+}
+
+/// Prometheus's own judge of the text format, which must find nothing to say.
+#[track_caller]
+fn assert_promtool_accepts(path: &Path, when: &str) {
+    let promtool = promtool();
     let output = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(path).expect("the metrics file"))
@@ -321,4 +326,44 @@ fn an_unwritable_metrics_file_is_a_warning_and_the_pass_still_succeeds() {
     env.test()
         .env_var("DECNET_RECONCILE_METRICS_FILE", "")
         .run();
+}
+
+/// The two alert rules of docs/operating.md ("Alert rules"), checked and
+/// unit-tested by Prometheus's own `promtool`, from the doc's own text.
+#[test]
+fn the_documented_alert_rules_pass_promtool_test_rules() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operating.md"))
+            .expect("docs/operating.md");
+    let section = doc
+        .split_once("### Alert rules")
+        .expect("an Alert rules section")
+        .1;
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .take(2)
+        .map(|block| block.split_once("```").expect("a closed block").0)
+        .collect();
+    assert_eq!(blocks.len(), 2, "the rules, then their test");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("rules.yml"), blocks[0]).expect("rules.yml");
+    std::fs::write(dir.path().join("test.yml"), blocks[1]).expect("test.yml");
+    for args in [
+        ["check", "rules", "rules.yml"],
+        ["test", "rules", "test.yml"],
+    ] {
+        let output = Command::new(promtool())
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("promtool (bash scripts/services installs it)");
+        assert!(
+            output.status.success(),
+            "promtool {args:?} ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
