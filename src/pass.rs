@@ -47,6 +47,8 @@ async fn converge(
     docker_status: &mut Option<DockerStatus>,
 ) -> Result<Report> {
     let mut desired = read_state_file(config, Instant::now() + STATE_FILE_SETTLE).await?;
+    warn_of_unknown_fields(config, &desired);
+    let warned_of = desired.unknown_fields.clone();
     // Docker is asked before the DB lock is taken, and only then, so that a slow
     // daemon never holds DECNET's writers up; rows written after this moment
     // keep their state (the planner's rule).
@@ -83,7 +85,9 @@ async fn converge(
         );
         desired = read_state_file(config, settle_until).await?;
     }
-    warn_of_unknown_fields(config, &desired);
+    if desired.unknown_fields != warned_of {
+        warn_of_unknown_fields(config, &desired);
+    }
     let plan = core::plan(&desired.deckies, &snapshot, &docker, host).map_err(|err| match err {
         // A name is the state file's fault; the rest are this database's.
         PlanError::NameTooLong { .. } => anyhow::Error::new(err),

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::fixture::{decky, Env, SECRET};
+use crate::fixture::{assert_terminal_safe, decky, terminal_unsafe, Env, SECRET};
 
 const SKIPPED: &str = " INFO decky \"snap-foreign\" belongs to host \"host-b\": skipped\n";
 
@@ -161,25 +161,16 @@ fn env_with_every_kind_of_diff() -> Env {
 /// table does, for a snapshot of pretty-printed JSON (which serde prints raw).
 fn shown_escaped(text: &str) -> String {
     text.chars()
-        .map(|c| match c {
-            '\n' => "\n".to_owned(),
-            c if c.is_control()
-                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
-            {
-                c.escape_default().to_string()
-            }
-            c => c.to_string(),
+        .map(|c| match terminal_unsafe(c) {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
         })
         .collect()
 }
 
 #[track_caller]
 fn assert_nothing_raw_or_secret(what: &str, text: &str) {
-    assert!(
-        !text.contains(|c: char| (c.is_control() && c != '\n')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
-        "{what} carries a raw control or bidi character: {text:?}"
-    );
+    assert_terminal_safe(what, text);
     for secret in [SECRET, "jwt-", "relay-password"] {
         assert!(!text.contains(secret), "{what} shows {secret:?}: {text}");
     }
