@@ -1,8 +1,9 @@
 //! Writes the metrics file of `src/metrics.rs` through a sequence of passes
 //! and keeps a copy after each, for `promtool check metrics` to judge
-//! (`scripts/metrics-check` runs both). Until the pass writes the file itself
-//! (issue 17), this is how the format is checked against Prometheus's own
-//! parser and linter.
+//! (`scripts/metrics-check` runs both). Real passes write the file too
+//! (`tests/it/metrics.rs`); these include what a test pass cannot easily
+//! make, such as hostile host ids and states, for Prometheus's own parser,
+//! linter and node_exporter's textfile collector to judge.
 //!
 //!     cargo run --example metrics_file -- DIR
 

@@ -160,7 +160,7 @@ fn check_changes(planned: &Plan, docker: &DockerView, host: &str) {
 
 fn check_rendering(planned: &Plan, host: &str, docker: &DockerView) {
     let report = Report::new(false, host, docker.status(), planned.clone());
-    let table = render::table(&report, false);
+    let table = render::table(&report, false, &Default::default());
     let unsafe_char = |c: char| {
         (c.is_control() && c != '\n')
             || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')

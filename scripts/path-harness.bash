@@ -55,7 +55,8 @@ user_manager_stop() {
 #   - PrivateTmp=, ProtectHome=, ProtectKernelTunables=: each fails with
 #     226/NAMESPACE in this container (the rest of the sandbox works: a read-only
 #     file system but for ReadWritePaths=, private /dev, the system-call filter);
-#   - ReadWritePaths=: the DB's directory instead of /var/lib/decnet.
+#   - ReadWritePaths=: the DB's directory instead of DECNET's install dir and
+#     node-exporter's, and the metrics file there too.
 # tests/it/systemd.rs proves the command line under the whole sandbox's rules.
 harness_service_dropin() {
   local binary=$1 state_file=$2 db=$3
@@ -74,7 +75,7 @@ ProtectHome=no
 ProtectKernelTunables=no
 ReadWritePaths=
 ReadWritePaths=$(dirname "$db")
-Environment=DECNET_STATE_FILE=$state_file DECNET_DB_PATH=$db
+Environment=DECNET_STATE_FILE=$state_file DECNET_DB_PATH=$db DECNET_RECONCILE_METRICS_FILE=$(dirname "$db")/decnet-reconcile.prom
 ExecStart=
 ExecStart=$binary $args $*
 EOF

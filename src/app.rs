@@ -90,7 +90,7 @@ fn print_report(config: &Config, report: &Report, secrets: &Secrets) -> std::io:
         Output::Table if config.verbosity == Verbosity::Quiet && report.plan.is_empty() => {
             return Ok(())
         }
-        Output::Table => render::table(report, config.colour.stdout),
+        Output::Table => render::table(report, config.colour.stdout, secrets),
     };
     write_stdout(secrets.mask(&text).as_bytes())
 }

@@ -28,6 +28,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::core::{DockerStatus, Report};
+
 /// The option that names the file (none: no metrics).
 pub const OPTION: &str = "--metrics-file";
 /// Its environment variable.
@@ -48,8 +50,9 @@ pub const KNOWN_STATES: [&str; 7] = [
     "teardown_failed",
 ];
 
-/// How long [`record`] waits for another pass that is writing the same file.
-const LOCK_WAIT: Duration = Duration::from_secs(1);
+/// How long [`record`] waits for another pass that is writing the same file
+/// (one of the bounds a pass's worst case sums, docs/operating.md "Time").
+pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 const PASSES: &str = "decnet_reconcile_passes_total";
 const CHANGES: &str = "decnet_reconcile_changes_total";
@@ -73,6 +76,44 @@ pub struct Pass {
     /// `None` when the pass failed before asking it.
     pub docker_up: Option<bool>,
     pub outcome: Outcome,
+}
+
+impl Pass {
+    /// A pass that succeeded (converged or applied its plan), ending now,
+    /// from its report: the plan's counts, the events the bus lost, what
+    /// Docker said and this host's rows by state after the pass.
+    pub fn succeeded(report: &Report, duration: Duration) -> Pass {
+        let counts = report.plan.counts();
+        Pass {
+            host_uuid: report.host_uuid.clone(),
+            finished_at: SystemTime::now(),
+            duration,
+            docker_up: Some(report.docker == DockerStatus::Ok),
+            outcome: Outcome::Succeeded {
+                inserted: counts.inserted as u64,
+                deleted: counts.deleted as u64,
+                updated: counts.updated as u64,
+                events_lost: report.publish_failed as u64,
+                deckies: report
+                    .rows_by_state
+                    .iter()
+                    .map(|(state, count)| (state.clone(), *count as u64))
+                    .collect(),
+            },
+        }
+    }
+
+    /// A pass that failed (exit 1: nothing written), ending now; `docker` is
+    /// what Docker said, when the pass got as far as asking it.
+    pub fn failed(host_uuid: &str, docker: Option<DockerStatus>, duration: Duration) -> Pass {
+        Pass {
+            host_uuid: host_uuid.to_owned(),
+            finished_at: SystemTime::now(),
+            duration,
+            docker_up: docker.map(|status| status == DockerStatus::Ok),
+            outcome: Outcome::Failed,
+        }
+    }
 }
 
 /// How a pass ended.
@@ -110,6 +151,22 @@ pub enum Warning {
     Locked { dir: PathBuf },
     #[error("cannot write the metrics file {}: {source}; this pass is not counted", path.display())]
     Write { path: PathBuf, source: io::Error },
+}
+
+impl Warning {
+    /// Whether this is the packaged default's directory missing from a host
+    /// without `prometheus-node-exporter`: that is a choice, not a fault, and
+    /// the caller need not warn about it at every pass.
+    pub fn is_no_collector(&self) -> bool {
+        match self {
+            Warning::Write { path, source } => {
+                path == Path::new(DEBIAN_PATH)
+                    && source.kind() == io::ErrorKind::NotFound
+                    && !directory_of(path).exists()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Every value of the file: what [`parse`] reads and [`render`] writes.

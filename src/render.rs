@@ -1,17 +1,41 @@
 //! All of standard output: the change table with its summary line, or one JSON
-//! object (SPEC §7). Whether to colour is the caller's decision, made once
-//! (`config::Colour`).
+//! object (SPEC §7), each showing what every change writes, old → new (the
+//! core's [`Change::diff`]). Whether to colour is the caller's decision, made
+//! once (`config::Colour`).
+//!
+//! Every value shown comes from a state file, a database or Docker, so it is
+//! masked, then shortened (the table only), then escaped: a value under a key
+//! that names a secret (`password`, `upstream_pass`, …) is `***`, so is a URL's
+//! password, and so is each secret of the invocation ([`Secrets`]); masking
+//! comes first so that no cut leaves half a secret that no longer matches.
 
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use tabled::builder::Builder;
 use tabled::settings::Style as TableStyle;
 
-use crate::core::{Action, Change, ChangeKind, Counts, DockerStatus, Report, SkippedDecky};
-use crate::text::escape_untrusted;
+use crate::core::{
+    changed_keys, services_delta, Action, Change, ChangeKind, Counts, DockerStatus, FieldDiff,
+    Report, SkippedDecky,
+};
+use crate::text::{
+    escape_json_unsafe, escape_untrusted, names_a_secret, redact_urls_in, shorten, shorten_start,
+    Secrets,
+};
+
+/// The most characters of one old or new value the table shows.
+const VALUE_CHARS: usize = 24;
+/// The most characters of a `decky_config` key path the table shows (its end).
+const KEY_CHARS: usize = 24;
+/// About the most characters the changed `decky_config` keys take in the
+/// table (one key is always shown); the keys past it are counted.
+const DETAIL_CHARS: usize = 100;
+/// What a masked value shows.
+const MASKED: &str = "***";
 
 /// The change table (nothing when converged) and the summary line.
-pub fn table(report: &Report, color: bool) -> String {
+pub fn table(report: &Report, color: bool, secrets: &Secrets) -> String {
     let mut out = String::new();
     if !report.plan.changes.is_empty() {
         let mut builder = Builder::default();
@@ -19,14 +43,26 @@ pub fn table(report: &Report, color: bool) -> String {
             "ACTION", "HOST", "NAME", "IP", "SERVICES", "STATE", "CHANGED",
         ]);
         for change in &report.plan.changes {
+            let shown = Shown { secrets };
+            let diff = match change.action() {
+                Action::Updated => change.diff(),
+                Action::Inserted | Action::Deleted => Vec::new(),
+            };
+            let column = |field: &str| diff.iter().find(|d| d.field == field);
             builder.push_record([
                 paint(change.action(), color),
                 escape_untrusted(&change.host_uuid),
                 escape_untrusted(&change.name),
-                escape_untrusted(change.ip.as_deref().unwrap_or("-")),
-                escape_untrusted(&change.services.join(",")),
+                match column("decky_ip") {
+                    Some(ip) => shown.transition(&ip.old, &ip.new),
+                    None => escape_untrusted(change.ip.as_deref().unwrap_or("-")),
+                },
+                match column("services") {
+                    Some(services) => shown.services(services),
+                    None => escape_untrusted(&change.services.join(",")),
+                },
                 escape_untrusted(&state_column(change)),
-                change.changed_fields().join(","),
+                changed_column(&diff, change, &shown),
             ]);
         }
         let mut table = builder.build();
@@ -76,6 +112,96 @@ fn state_column(change: &Change) -> String {
     }
 }
 
+/// The columns an update rewrites; `decky_config` with the keys that changed,
+/// each old → new, as many as fit in [`DETAIL_CHARS`] (at least one), the
+/// rest counted: `decky_config(hostname: a → b, nmap_os: linux → windows, +2 more)`.
+fn changed_column(diff: &[FieldDiff], change: &Change, shown: &Shown) -> String {
+    let mut fields = change.changed_fields().join(",");
+    let Some(config) = diff.iter().find(|d| d.field == "decky_config") else {
+        return fields;
+    };
+    let keys = changed_keys(&config.old, &config.new);
+    let mut listed: Vec<String> = Vec::new();
+    let mut width = 0;
+    for key in &keys {
+        let secret = key.path.iter().any(|segment| names_a_secret(segment));
+        let value = |value: Option<&Value>| match value {
+            None => "-".to_owned(),
+            Some(value) if secret && !value.is_null() => MASKED.to_owned(),
+            Some(value) => shown.value(value),
+        };
+        let transition = format!("{} → {}", value(key.old), value(key.new));
+        let item = match key.path.is_empty() {
+            true => transition,
+            false => format!(
+                "{}: {transition}",
+                escape_untrusted(&shorten_start(&key.path.join("."), KEY_CHARS))
+            ),
+        };
+        let item_width = item.chars().count() + 2;
+        if !listed.is_empty() && width + item_width > DETAIL_CHARS {
+            break;
+        }
+        width += item_width;
+        listed.push(item);
+    }
+    if keys.len() > listed.len() {
+        listed.push(format!("+{} more", keys.len() - listed.len()));
+    }
+    fields.push_str(&format!("({})", listed.join(", ")));
+    fields
+}
+
+/// Values of a row as the table shows them: masked, shortened, escaped.
+struct Shown<'a> {
+    secrets: &'a Secrets,
+}
+
+impl Shown<'_> {
+    /// One value: a string as it is, anything else as compact JSON (with
+    /// the secrets in it masked, as in the JSON report).
+    fn value(&self, value: &Value) -> String {
+        let text = match masked(value.clone()) {
+            Value::String(text) => text,
+            other => other.to_string(),
+        };
+        escape_untrusted(&shorten(&self.secrets.mask(&text), VALUE_CHARS))
+    }
+
+    /// A column's value old → new; an empty column (NULL) is `-`, as the
+    /// table shows a missing IP.
+    fn transition(&self, old: &Value, new: &Value) -> String {
+        let column = |value: &Value| match value {
+            Value::Null => "-".to_owned(),
+            value => self.value(value),
+        };
+        format!("{} → {}", column(old), column(new))
+    }
+
+    /// `http +ftp −ssh`: the services kept, then each added and each removed;
+    /// old → new when either is not a list of names.
+    fn services(&self, diff: &FieldDiff) -> String {
+        let Some(delta) = services_delta(&diff.old, &diff.new) else {
+            return self.transition(&diff.old, &diff.new);
+        };
+        let name = |name: &str| self.value(&Value::String(name.to_owned()));
+        let mut parts = Vec::new();
+        if !delta.kept.is_empty() {
+            parts.push(
+                delta
+                    .kept
+                    .iter()
+                    .map(|n| name(n))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        parts.extend(delta.added.iter().map(|n| format!("+{}", name(n))));
+        parts.extend(delta.removed.iter().map(|n| format!("−{}", name(n))));
+        parts.join(" ")
+    }
+}
+
 fn paint(action: Action, color: bool) -> String {
     if !color {
         return action.as_str().to_owned();
@@ -113,6 +239,8 @@ struct JsonChange<'a> {
     previous_state: Option<&'a str>,
     state: &'a str,
     changed_fields: Vec<&'static str>,
+    /// `{column: {"old": …, "new": …}}` for each column the change writes.
+    diff: Map<String, Value>,
 }
 
 /// The whole report as one JSON object on one line.
@@ -134,6 +262,7 @@ pub fn json(report: &Report) -> String {
                 previous_state: change.previous_state(),
                 state: change.state(),
                 changed_fields: change.changed_fields(),
+                diff: json_diff(change),
             })
             .collect(),
         counts: plan.counts(),
@@ -142,8 +271,45 @@ pub fn json(report: &Report) -> String {
         heartbeat: report.heartbeat.map(|heartbeat| heartbeat.as_str()),
         skipped: &plan.skipped,
     };
-    let mut text = serde_json::to_string(&document)
+    let text = serde_json::to_string(&document)
         .unwrap_or_else(|err| unreachable!("serializing the report: {err}"));
+    let mut text = escape_json_unsafe(&text);
     text.push('\n');
     text
+}
+
+/// A change's diff with full values, masked.
+fn json_diff(change: &Change) -> Map<String, Value> {
+    change
+        .diff()
+        .into_iter()
+        .map(|FieldDiff { field, old, new }| {
+            let mut sides = Map::new();
+            sides.insert("old".to_owned(), masked(old));
+            sides.insert("new".to_owned(), masked(new));
+            (field.to_owned(), Value::Object(sides))
+        })
+        .collect()
+}
+
+/// `value` with the value of every key that names a secret replaced by
+/// `"***"` and every URL's password masked, at any depth.
+fn masked(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(redact_urls_in(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(masked).collect()),
+        Value::Object(entries) => Value::Object(
+            entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = match names_a_secret(&key) && !value.is_null() {
+                        true => Value::String(MASKED.to_owned()),
+                        false => masked(value),
+                    };
+                    (key, value)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
 }

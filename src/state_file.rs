@@ -20,6 +20,48 @@ pub struct DesiredFleet {
     pub deckies: Vec<Decky>,
     /// Decky fields this version does not know; kept in `decky_config`, warned about once.
     pub unknown_fields: Vec<String>,
+    /// Which version of the file this was read from (see [`changed_since`]).
+    pub version: FileVersion,
+}
+
+/// One version of the state file as the file system tells versions apart:
+/// the inode it is, its size, and when its data and its inode last changed
+/// (to the nanosecond the file system keeps); `None` when it was absent.
+/// DECNET rewrites the file in place, so every write changes the times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileVersion(Option<[i64; 7]>);
+
+impl FileVersion {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileVersion(Some([
+            metadata.dev() as i64,
+            metadata.ino() as i64,
+            metadata.size() as i64,
+            metadata.mtime(),
+            metadata.mtime_nsec(),
+            metadata.ctime(),
+            metadata.ctime_nsec(),
+        ]))
+    }
+}
+
+/// The version of the state file at `path` now; `None` when its metadata
+/// cannot be read.
+pub fn current_version(path: &Path) -> Option<FileVersion> {
+    match std::fs::metadata(path) {
+        Ok(metadata) => Some(FileVersion::of(&metadata)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Some(FileVersion(None)),
+        Err(_) => None,
+    }
+}
+
+/// Whether the state file at `path` is no longer the version `read` (it was
+/// written, created, removed or replaced since). A file whose metadata cannot
+/// be read now counts as unchanged: nothing says it changed, and a pass must
+/// not loop on it.
+pub fn changed_since(path: &Path, read: FileVersion) -> bool {
+    current_version(path).is_some_and(|now| now != read)
 }
 
 /// The largest state file read: DECNET writes about 1 kB per decky, so this is
@@ -76,16 +118,21 @@ pub enum StateFileError {
 /// reading it as "nothing deployed" would delete every row of the host.
 pub fn read(path: &Path) -> Result<DesiredFleet, StateFileError> {
     match read_bytes(path)? {
-        Some(bytes) => parse(&bytes).map_err(|err| err.at(path)),
+        Some((bytes, version)) => {
+            let mut fleet = parse(&bytes).map_err(|err| err.at(path))?;
+            fleet.version = version;
+            Ok(fleet)
+        }
         None => Ok(DesiredFleet::default()),
     }
 }
 
-/// The file's bytes, or `None` when it is absent from an existing directory.
-fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StateFileError> {
+/// The file's bytes and the version they were read from, or `None` when it
+/// is absent from an existing directory.
+fn read_bytes(path: &Path) -> Result<Option<(Vec<u8>, FileVersion)>, StateFileError> {
     let path_buf = || path.to_owned();
     match regular_file::read(path, MAX_STATE_FILE_BYTES) {
-        Ok((bytes, _)) => Ok(Some(bytes)),
+        Ok((bytes, metadata)) => Ok(Some((bytes, FileVersion::of(&metadata)))),
         Err(ReadError::Io(err)) if err.kind() == io::ErrorKind::NotFound => {
             absent(path).map(|()| None)
         }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The Redis the events go to when nothing names a bus.
@@ -155,6 +156,19 @@ pub struct PassArgs {
     /// More verbose logs on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Prometheus metrics of every pass that is not dry, written to this file
+    /// for node_exporter's textfile collector; empty: none.
+    #[arg(
+        long,
+        env = "DECNET_RECONCILE_METRICS_FILE",
+        value_name = "PATH",
+        // Any path, the empty one too (no metrics), as the variable may be.
+        value_parser = OsStringValueParser::new().map(PathBuf::from),
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -124,6 +124,8 @@ pub struct Config {
     pub db_busy_timeout: Duration,
     pub verbosity: Verbosity,
     pub colour: Colour,
+    /// Where every pass that is not dry writes its metrics; `None`: nowhere.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// The format of standard output.
@@ -317,6 +319,9 @@ impl Config {
             db_busy_timeout: args.db_busy_timeout,
             verbosity,
             colour: Colour::decide(env),
+            metrics_file: args
+                .metrics_file
+                .filter(|path| !path.as_os_str().is_empty()),
         })
     }
 }

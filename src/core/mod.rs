@@ -3,15 +3,17 @@
 //! pass did. Plain data and rules only: no I/O, and no import of an adapter.
 //! Every rule of a pass lives in [`plan`].
 
+mod diff;
 pub mod plan;
 mod report;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use rustc_hash::FxHashMap;
 
+pub use diff::{changed_keys, services_delta, FieldDiff, KeyChange, ServicesDelta};
 pub use plan::{
     aggregate_state, plan, Action, Change, ChangeKind, ConfigColumns, ConfigUpdate, Counts,
-    DeckyState, Plan, PlanError, SkippedDecky, StateTransition,
+    DeckyState, Plan, PlanError, SkippedDecky, StateTransition, StoredColumns,
 };
 pub use report::{Heartbeat, Report};
 

@@ -3,6 +3,8 @@
 //! them, including the rules that depend on the store (how long a name may
 //! be, how precisely it stamps a row).
 
+use std::collections::BTreeMap;
+
 use chrono::{NaiveDateTime, TimeDelta};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
@@ -40,6 +42,35 @@ pub struct Plan {
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// This host's rows by state once the plan is written, from the rows it
+    /// was made from (`before`): what the metrics report after a pass.
+    pub fn rows_by_state(&self, before: &[FleetRow]) -> BTreeMap<String, usize> {
+        let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+        let mut add = |state: &str, delta: isize| {
+            let count = by_state.entry(state.to_owned()).or_default();
+            *count = count.saturating_add_signed(delta);
+        };
+        for row in before {
+            add(&row.state, 1);
+        }
+        for change in &self.changes {
+            match &change.kind {
+                ChangeKind::Insert { state, .. } => add(state.as_str(), 1),
+                ChangeKind::Delete { previous_state, .. } => add(previous_state, -1),
+                ChangeKind::Update {
+                    state: Some(transition),
+                    ..
+                } => {
+                    add(&transition.from, -1);
+                    add(transition.to.as_str(), 1);
+                }
+                ChangeKind::Update { state: None, .. } => {}
+            }
+        }
+        by_state.retain(|_, count| *count > 0);
+        by_state
     }
 
     /// How many rows the plan inserts, deletes and updates.
@@ -81,6 +112,9 @@ pub struct Change {
     /// For display: the new services, or a deleted row's last ones.
     pub services: Vec<String>,
     pub kind: ChangeKind,
+    /// The row's config columns as stored, for a change to an existing row
+    /// (`None` for an insert): what [`Change::diff`] shows as old.
+    pub stored: Option<StoredColumns>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +206,25 @@ pub struct StateTransition {
     pub to: DeckyState,
 }
 
+/// The three columns that mirror the state file, as a row holds them: any
+/// text another writer left, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredColumns {
+    pub services: String,
+    pub decky_ip: Option<String>,
+    pub decky_config: Option<String>,
+}
+
+impl StoredColumns {
+    fn of(row: &FleetRow) -> Self {
+        StoredColumns {
+            services: row.services.clone(),
+            decky_ip: row.decky_ip.clone(),
+            decky_config: row.decky_config.clone(),
+        }
+    }
+}
+
 /// The three columns that mirror the state file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigColumns {
@@ -260,6 +313,7 @@ pub fn plan(
             DockerView::Known(containers) => Some((aggregate_state(decky, containers), containers)),
             DockerView::Unknown => None,
         };
+        let mut stored = None;
         let kind = match unclaimed.remove(decky.name.as_str()) {
             None => {
                 check_name_length(&decky.name, max_key_chars)?;
@@ -281,6 +335,7 @@ pub fn plan(
                 if state.is_none() && config.is_none() {
                     continue;
                 }
+                stored = Some(StoredColumns::of(row));
                 ChangeKind::Update {
                     state,
                     config,
@@ -294,6 +349,7 @@ pub fn plan(
             ip: Some(decky.ip.clone()),
             services: decky.services.clone(),
             kind,
+            stored,
         });
     }
 
@@ -308,6 +364,7 @@ pub fn plan(
                     previous_state: row.state.clone(),
                     stored_key: row.stored_key,
                 },
+                stored: Some(StoredColumns::of(row)),
             });
         }
     }
@@ -424,7 +481,8 @@ fn same_json(stored: &str, desired: &str) -> bool {
     }
 }
 
-fn equivalent(a: &Value, b: &Value) -> bool {
+/// Whether two JSON values mean the same (see [`same_json`]).
+pub(super) fn equivalent(a: &Value, b: &Value) -> bool {
     match (a, b) {
         // `5` and `5.0` are one value; two integers are compared exactly, since
         // as floats 9007199254740993 and 9007199254740992 would be equal.

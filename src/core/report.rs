@@ -1,5 +1,7 @@
 //! What a pass did, for rendering, the exit code and the metrics.
 
+use std::collections::BTreeMap;
+
 use super::{DockerStatus, Plan};
 
 /// What a pass did.
@@ -15,6 +17,8 @@ pub struct Report {
     pub publish_failed: usize,
     /// `None` when no heartbeat was due (not asked for, a dry run, or nothing to publish to).
     pub heartbeat: Option<Heartbeat>,
+    /// This host's rows by state once the plan is written ([`Plan::rows_by_state`]).
+    pub rows_by_state: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -28,6 +32,7 @@ impl Report {
             published: 0,
             publish_failed: 0,
             heartbeat: None,
+            rows_by_state: BTreeMap::new(),
         }
     }
 }

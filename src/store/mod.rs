@@ -265,6 +265,7 @@ mod tests {
             ip: None,
             services: Vec::new(),
             kind,
+            stored: None,
         }
     }
 

@@ -69,4 +69,25 @@ proptest! {
         });
         prop_assert_eq!(before, after);
     }
+
+    #[test]
+    fn rows_by_state_after_a_plan_are_the_rows_it_leaves(
+        deckies in proptest::collection::vec(arb_decky(), 0..8),
+        rows in proptest::collection::vec(arb_row(), 0..8),
+        docker in arb_docker(),
+    ) {
+        let deckies = unique_by_name(deckies, |d| d.name.clone());
+        let rows = unique_by_name(rows, |r| format!("{}/{}", r.host_uuid, r.name));
+        let ours: Vec<FleetRow> = rows.iter().filter(|r| r.host_uuid == HOST).cloned().collect();
+        let (planned, after) = block_on(async {
+            let mut store = in_memory(&rows).expect("store");
+            let planned = pass(&mut store, &deckies, &docker, HOST).await;
+            (planned, rows_of(&mut store, &[HOST]).await)
+        });
+        let mut counted = std::collections::BTreeMap::new();
+        for row in &after {
+            *counted.entry(row.state.clone()).or_insert(0) += 1;
+        }
+        prop_assert_eq!(planned.rows_by_state(&ours), counted);
+    }
 }

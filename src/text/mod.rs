@@ -6,5 +6,5 @@ pub mod log;
 pub mod sanitize;
 pub mod secrets;
 
-pub use sanitize::{escape_controls, escape_untrusted};
-pub use secrets::{redact_url, url_scheme, Secrets};
+pub use sanitize::{escape_controls, escape_json_unsafe, escape_untrusted, shorten, shorten_start};
+pub use secrets::{names_a_secret, redact_url, redact_urls_in, url_scheme, Secrets};

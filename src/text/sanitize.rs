@@ -17,6 +17,57 @@ pub fn escape_controls(text: &str) -> String {
     escape_where(text, is_unsafe_char)
 }
 
+/// JSON text with the characters [`escape_untrusted`] guards a terminal from
+/// that a JSON writer leaves raw (DEL, the C1 controls, bidirectional
+/// overrides) written as `\uXXXX`. They can stand only inside strings, where
+/// the escape means the same character: the document parses to the same value.
+pub fn escape_json_unsafe(json: &str) -> String {
+    if !json.chars().any(is_unsafe_char) {
+        return json.to_owned();
+    }
+    let mut escaped = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_unsafe_char(c) {
+            let mut units = [0; 2];
+            for unit in c.encode_utf16(&mut units) {
+                escaped.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+/// `text` cut to at most `max` characters, the last of them `…` when cut.
+pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some(_) => {
+            let keep = text
+                .char_indices()
+                .nth(max.saturating_sub(1))
+                .map_or(0, |(at, _)| at);
+            format!("{}…", &text[..keep]).into()
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters from its start, the first of them
+/// `…` when cut: for a path, whose end says most.
+pub fn shorten_start(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let count = text.chars().count();
+    if count <= max {
+        return text.into();
+    }
+    let skip = count - max.saturating_sub(1);
+    let start = text
+        .char_indices()
+        .nth(skip)
+        .map_or(text.len(), |(at, _)| at);
+    format!("…{}", &text[start..]).into()
+}
+
 fn escape_where(text: &str, needs_escape: impl Fn(char) -> bool) -> String {
     if !text.chars().any(&needs_escape) {
         return text.to_owned();
@@ -53,6 +104,27 @@ mod tests {
             "bidi\\u{202e}txt.exe"
         );
         assert_eq!(escape_untrusted("csi\u{9b}2J"), "csi\\u{9b}2J");
+    }
+
+    #[test]
+    fn json_keeps_its_meaning_with_unsafe_characters_escaped() {
+        let value = serde_json::json!({"n": "a\u{1b}[2J\u{7f}\u{9b}b\u{202e}c\u{2066}é"});
+        let text = serde_json::to_string(&value).expect("json");
+        let escaped = escape_json_unsafe(&text);
+        assert_eq!(escaped, r#"{"n":"a\u001b[2J\u007f\u009bb\u202ec\u2066é"}"#);
+        let back: serde_json::Value = serde_json::from_str(&escaped).expect("still JSON");
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn shortening_keeps_the_length_and_marks_the_cut() {
+        assert_eq!(shorten("short", 5), "short");
+        assert_eq!(shorten("longer", 5), "long…");
+        assert_eq!(shorten("ééééé-é", 3), "éé…");
+        assert_eq!(shorten("", 0), "");
+        assert_eq!(shorten_start("a.b.port", 8), "a.b.port");
+        assert_eq!(shorten_start("a.b.port", 5), "…port");
+        assert_eq!(shorten_start("é.ü.ï", 3), "….ï");
     }
 
     #[test]

@@ -25,9 +25,10 @@ pub fn redact_url(url: &str) -> String {
     escape_untrusted(&redact_url_shape(url))
 }
 
-/// Query parameters whose values are secrets: redis-rs's `pass`, the mysql
-/// crate's `password`, and their usual cousins.
-fn is_secret_key(key: &str) -> bool {
+/// Whether a name says its value is a secret: query parameters (redis-rs's
+/// `pass`, the mysql crate's `password`, and their usual cousins) and keys of
+/// a decky's config (DECNET's `password`, `user_password`, `upstream_pass`).
+pub fn names_a_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     ["pass", "pwd", "secret", "token", "auth"]
         .iter()
@@ -67,7 +68,7 @@ impl<'a> UrlShape<'a> {
         let masked: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((key, value)) if is_secret_key(key) && !value.is_empty() => {
+                Some((key, value)) if names_a_secret(key) && !value.is_empty() => {
                     on_secret(value);
                     format!("{key}=***")
                 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::fixture::{decky, docker_unknown, figure, replay_fuzz_input, Env};
+use crate::fixture::{assert_terminal_safe, decky, docker_unknown, figure, replay_fuzz_input, Env};
 
 /// Every file of the committed corpus (the fuzzer's seeds, the inputs it found
 /// that reach new code, and any input that ever crashed it) through
@@ -77,20 +77,6 @@ fn write_ascii_state(env: &Env, deckies: &[Value]) {
         "compose_path": "/var/lib/decnet/docker-compose.yml"
     });
     env.write_state_text(ascii_json(&document));
-}
-
-/// Raw control characters (C0, C1, DEL) and bidirectional overrides, which
-/// would let a name rewrite or reorder what the operator sees.
-#[track_caller]
-fn assert_terminal_safe(what: &str, text: &str) {
-    let raw: Vec<char> = text
-        .chars()
-        .filter(|c| {
-            (c.is_control() && *c != '\n')
-                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
-        .collect();
-    assert!(raw.is_empty(), "{what} carries raw {raw:?}: {text:?}");
 }
 
 /// Docker's warning when its socket refuses the connection (`Env::dead_docker`).

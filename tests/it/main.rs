@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod generated;
 mod hostile;
+mod metrics;
 mod mysql;
 mod mysql_faults;
 mod odd_rows;

@@ -1,11 +1,15 @@
 //! The pass end to end (SPEC §2–§5, §9): the built binary against the real
 //! test dockerd, with real containers, and DECNET's DB on both backends.
 
+use std::os::unix::net::UnixListener;
+use std::process::Stdio;
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::fixture::{
-    closed_port, decky, docker_timed_out, docker_unknown, figure, hanging_socket, Backend,
-    Container, Env,
+    closed_port, decky, docker_timed_out, docker_unknown, figure, finish, hanging_socket,
+    line_matches, Backend, Container, Env,
 };
 use crate::on_both_backends;
 
@@ -193,6 +197,52 @@ fn docker_socket_that_never_answers_times_out(backend: Backend) {
     figure("docker_hung_pass_ms", out.elapsed.as_millis());
     assert_eq!(env.row(&new).state, "running");
     assert_eq!(env.row(&kept).state, "failed");
+}
+
+/// A deploy that writes the state file while a pass waits (for Docker here;
+/// for the DB's lock alike) starts no pass of its own under the path unit:
+/// systemd merges its trigger into the running one. So the pass looks at the
+/// file again once it holds the lock, and writes what it says now.
+#[test]
+fn a_state_file_written_during_the_pass_is_read_again_before_writing() {
+    let env = Env::new();
+    let (first, second) = (env.name("first"), env.name("second"));
+    // A Docker that says when it is asked (after the state file was read),
+    // then never answers, so the pass waits its --docker-timeout.
+    let socket = env.dir.path().join("docker.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    let (asked, was_asked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            let _ = asked.send(());
+        }
+    });
+    let docker = format!("unix://{}", socket.display());
+    env.write_state(&[decky(&first, &["ssh"])]);
+    let pass = env
+        .test()
+        .args(["--docker-host", &docker, "--docker-timeout", "1"])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the pass");
+    was_asked
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the pass asks Docker");
+    env.write_state(&[decky(&first, &["ssh"]), decky(&second, &["ssh"])]);
+    let run = finish(pass).expect_status(0);
+    assert!(
+        line_matches(run.stderr.trim_end(), &docker_timed_out(&docker)),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.names_of(&env.host), [first, second]);
+    assert!(run
+        .stdout
+        .ends_with("inserted=2 deleted=0 updated=0 docker=unknown\n"));
 }
 
 fn peer_host_rows_survive(backend: Backend) {

@@ -20,6 +20,10 @@ use crate::fixture::{create_decnet_sqlite, decky, run, state_file_text, waits_of
 
 const SERVICE: &str = "decnet-reconcile.service";
 const TIMER: &str = "decnet-reconcile.timer";
+const PATH_UNIT: &str = "decnet-reconcile.path";
+/// Where the packaged unit writes its metrics (the directory of Debian's
+/// prometheus-node-exporter textfile collector).
+const METRICS_FILE: &str = "/var/lib/prometheus/node-exporter/decnet-reconcile.prom";
 /// The exposure SPEC §8 allows at most.
 const MAX_EXPOSURE: f64 = 1.5;
 /// `nobody`/`nogroup`: stands in for the package's `decnet` user, which this
@@ -27,14 +31,15 @@ const MAX_EXPOSURE: f64 = 1.5;
 const SERVICE_UID: u32 = 65534;
 
 #[test]
-fn both_units_pass_systemd_analyze_verify() {
+fn the_units_pass_systemd_analyze_verify() {
     let installed = InstalledUnits::new();
-    // Verify loads the service again through the timer's Unit=, from the
-    // directory beside it, so both are checked together.
+    // Verify loads the service again through the timer's and the path unit's
+    // Unit=, from the directory beside them, so all are checked together.
     let output = systemd_analyze(&installed)
         .arg("verify")
         .arg(installed.unit(SERVICE))
         .arg(installed.unit(TIMER))
+        .arg(installed.unit(PATH_UNIT))
         .output()
         .expect(SYSTEMD_ANALYZE_MISSING);
     // verify exits 0 on warnings (unknown keys, bad values): stderr is the
@@ -142,6 +147,47 @@ fn timer_starts_the_service_every_30_seconds_from_boot() {
 }
 
 #[test]
+fn path_unit_starts_the_service_when_decnets_state_file_changes() {
+    let unit = UnitFile::read(PATH_UNIT);
+    // DECNET rewrites the file in place: only the close after a write means it
+    // is whole, which PathChanged= waits for (PathModified= would not).
+    assert_eq!(
+        unit.values("Path", "PathChanged"),
+        ["/opt/decnet/venv/lib/python3.11/site-packages/decnet-state.json"],
+        "DECNET's installer layout; the package's drop-in names the file it finds"
+    );
+    assert!(unit.values("Path", "PathModified").is_empty());
+    // No Unit=: it starts the service of its own name.
+    assert!(unit.values("Path", "Unit").is_empty());
+    assert_eq!(unit.single("Path", "TriggerLimitIntervalSec"), "10s");
+    assert_eq!(unit.single("Path", "TriggerLimitBurst"), "100");
+    assert_eq!(unit.values("Install", "WantedBy"), ["paths.target"]);
+
+    // The service it starts must take a start on every write: systemd's
+    // default start limit would fail it, and the path unit with it, for good.
+    let service = UnitFile::read(SERVICE);
+    assert_eq!(service.single("Unit", "StartLimitIntervalSec"), "0");
+}
+
+#[test]
+fn service_writes_its_metrics_where_node_exporter_reads_them() {
+    let unit = UnitFile::read(SERVICE);
+    assert!(
+        unit.words("Service", "Environment")
+            .contains(&format!("DECNET_RECONCILE_METRICS_FILE={METRICS_FILE}")),
+        "the packaged unit writes its metrics for node-exporter's textfile collector"
+    );
+    // "-": without node-exporter the directory is absent, and a ReadWritePaths=
+    // without it would fail every pass with 226/NAMESPACE.
+    let directory = METRICS_FILE.rsplit_once('/').expect("a directory").0;
+    assert!(
+        unit.words("Service", "ReadWritePaths")
+            .contains(&format!("-{directory}")),
+        "the sandbox must let the pass write {directory}"
+    );
+}
+
+#[test]
 fn exec_start_makes_a_clean_pass_then_stays_silent_when_converged() {
     let pass = ServicePass::new();
 
@@ -184,6 +230,13 @@ fn exec_start_stays_inside_the_units_sandbox() {
         calls.iter().any(|call| call.name == "connect"),
         "the trace shows no connect(): was the pass traced at all?\n{trace}"
     );
+    // The metrics file's lock and atomic replacement are in the trace too.
+    for call in ["flock", "fchmod", "rename"] {
+        assert!(
+            calls.iter().any(|traced| traced.name.starts_with(call)),
+            "the trace shows no {call}(): were the metrics written?"
+        );
+    }
 
     let allowed = allowed_syscalls(&unit);
     let denied: BTreeSet<&str> = calls
@@ -346,7 +399,7 @@ const SYSTEMD_ANALYZE_MISSING: &str =
 const STRACE_MISSING: &str =
     "cannot run strace: install Debian's strace package (bash scripts/services does)";
 
-/// Both units copied to a temporary directory the way verify needs them:
+/// The units copied to a temporary directory the way verify needs them:
 /// `ExecStart=` at the built binary (verify checks that it is executable) and
 /// the committed man page where man(1) finds the units' `Documentation=`.
 struct InstalledUnits {
@@ -356,7 +409,7 @@ struct InstalledUnits {
 impl InstalledUnits {
     fn new() -> Self {
         let dir = TempDir::new().expect("temp dir");
-        for name in [SERVICE, TIMER] {
+        for name in [SERVICE, TIMER, PATH_UNIT] {
             let text = UnitFile::read(name).text;
             std::fs::write(dir.path().join(name), point_exec_start_at(&text, BINARY))
                 .expect("write unit");
@@ -506,7 +559,15 @@ impl ServicePass {
         let host = format!("systemd-test-{}", std::process::id());
         let pass = Self { dir, host };
         std::fs::write(pass.state_file(), state_file_json(&pass.host)).expect("write state file");
+        // As if a pass had written it before (an empty file is a valid one):
+        // a first pass would warn that it starts the counters at 0.
+        std::fs::write(pass.metrics_file(), "").expect("write metrics file");
         pass
+    }
+
+    /// Where the unit's `Environment=` would have it, in this pass's directory.
+    fn metrics_file(&self) -> PathBuf {
+        self.dir.path().join("decnet-reconcile.prom")
     }
 
     fn state_file(&self) -> PathBuf {
@@ -542,7 +603,8 @@ impl ServicePass {
             .env("DECNET_STATE_FILE", self.state_file())
             .env("DECNET_DB_PATH", self.dir.path().join("decnet.db"))
             .env("DECNET_HOST_UUID", &self.host)
-            .env("DOCKER_HOST", "unix:///var/run/docker.sock");
+            .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+            .env("DECNET_RECONCILE_METRICS_FILE", self.metrics_file());
         cmd
     }
 }

@@ -490,6 +490,31 @@ fn a_stamp_stands_for_the_last_moment_of_its_resolution() {
 }
 
 #[test]
+fn rows_by_state_after_the_plan_count_each_change() {
+    let (kept, crashed, gone, new) = (
+        decky("kept", &["ssh"]),
+        decky("crashed", &["ssh"]),
+        decky("gone", &["ssh"]),
+        decky("new", &["ssh"]),
+    );
+    let rows = [
+        row_for(&kept, "running"),
+        row_for(&crashed, "running"),
+        row_for(&gone, "teardown_failed"),
+    ];
+    let plan = plan_of(
+        &[kept, crashed, new],
+        &rows,
+        &containers(&[("kept-ssh", "running"), ("new-ssh", "running")]),
+    );
+    let by_state: Vec<(String, usize)> = plan.rows_by_state(&rows).into_iter().collect();
+    assert_eq!(
+        by_state,
+        [("running".to_owned(), 2), ("torn_down".to_owned(), 1)]
+    );
+}
+
+#[test]
 fn changes_come_inserts_then_deletes_then_updates() {
     let (a, b, c) = (
         decky("a", &["ssh"]),
