@@ -28,7 +28,7 @@ pub async fn run(config: &Config) -> Result<Report> {
         true => Access::ReadOnly,
         false => Access::ReadWrite,
     };
-    let mut store = store::open(&config.db, access, config.db_busy_timeout).await?;
+    let mut store = store::open(&config.db, access, config.schema, config.db_busy_timeout).await?;
     let mut transaction = store.begin(host).await?;
     let snapshot = transaction.snapshot().await?;
     let plan = core::plan(&desired.deckies, &snapshot, &docker, host).map_err(|err| match err {

@@ -59,12 +59,32 @@ pub async fn publish<'e>(
         return Ok(too_large);
     }
     push_frame(&mut wire, "BYE", "", b"");
-    let frames = events.len() - too_large.len();
+    exchange(socket, timeout, &wire, events.len() - too_large.len()).await?;
+    Ok(too_large)
+}
+
+/// Whether the bus takes a connection and reads a greeting to its end
+/// (`HELLO`, then `BYE`) within `timeout`, for `doctor`: nothing is published.
+pub async fn probe(socket: &Path, timeout: Duration) -> Result<(), BusError> {
+    let mut wire = Vec::new();
+    push_frame(
+        &mut wire,
+        "HELLO",
+        &format!("decnet-reconcile-doctor[{}]", std::process::id()),
+        b"",
+    );
+    push_frame(&mut wire, "BYE", "", b"");
+    exchange(socket, timeout, &wire, 0).await
+}
+
+/// Sends `wire` (`frames` events among its frames) and waits for the bus to
+/// close the connection, within `timeout` in all.
+async fn exchange(socket: &Path, timeout: Duration, wire: &[u8], frames: usize) -> Result<(), BusError> {
     let exchange = async {
         let mut stream = UnixStream::connect(socket)
             .await
             .map_err(BusError::Connect)?;
-        stream.write_all(&wire).await.map_err(BusError::Send)?;
+        stream.write_all(wire).await.map_err(BusError::Send)?;
         debug!(
             "{frames} event(s) written to {}; waiting for the bus to close the connection",
             crate::text::escape_untrusted(&socket.to_string_lossy())
@@ -83,8 +103,7 @@ pub async fn publish<'e>(
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .unwrap_or(Err(BusError::NoClose(timeout)))?;
-    Ok(too_large)
+        .unwrap_or(Err(BusError::NoClose(timeout)))
 }
 
 /// Whether DECNET's server accepts a frame of `verb args` with this body.

@@ -3,6 +3,7 @@
 //! pass did. Plain data and rules only: no I/O, and no import of an adapter.
 //! Every rule of a pass lives in [`plan`].
 
+mod diagnosis;
 pub mod plan;
 mod report;
 
@@ -13,6 +14,7 @@ pub use plan::{
     aggregate_state, plan, Action, Change, ChangeKind, ConfigColumns, ConfigUpdate, Counts,
     DeckyState, Plan, PlanError, SkippedDecky, StateTransition,
 };
+pub use diagnosis::{CheckResult, Diagnosis, ShownSetting};
 pub use report::{Heartbeat, Report};
 
 /// One decky of the state file, with the column text DECNET stores for it.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{Access, Dialect, Param, RowWrite};
+use super::{Access, Dialect, Param, RowWrite, Schema};
 use crate::core::{FleetRow, StoreRules};
 
 /// DECNET's DDL, exactly as SPEC §9 gives it.
@@ -48,9 +48,10 @@ pub struct Sqlite {
 }
 
 impl Sqlite {
-    pub fn open(path: &Path, access: Access, lock_deadline: Instant) -> Result<Self> {
+    pub fn open(path: &Path, access: Access, schema: Schema, lock_deadline: Instant) -> Result<Self> {
+        refuse_absent(path, schema)?;
         let conn = match access {
-            Access::ReadWrite => Some(open_for_writing(path)?),
+            Access::ReadWrite => Some(open_for_writing(path, schema)?),
             Access::ReadOnly => open_read_only(path)?,
         };
         let db = Sqlite {
@@ -134,11 +135,34 @@ impl Sqlite {
     }
 }
 
-/// Opens (creating the file if needed) for a pass that may write.
-fn open_for_writing(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+/// Whether no file is at `path` (a dangling symbolic link counts as none:
+/// SQLite would create its target).
+pub fn absent(path: &Path) -> bool {
+    matches!(std::fs::metadata(path), Err(err) if err.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// DECNET's database is DECNET's to create (SPEC §3.2): unless the pass may
+/// create it, an absent file is an error, before anything opens it.
+fn refuse_absent(path: &Path, schema: Schema) -> Result<()> {
+    if schema == Schema::Decnets && absent(path) {
+        anyhow::bail!(
+            "database {} does not exist: DECNET creates it on its first start (any DECNET \
+             service, e.g. `decnet api`), and cannot start on a database made by anyone else, so \
+             nothing was created; start DECNET once, or point --db at DECNET's database. For a \
+             database DECNET never manages, --create-table creates it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens for a pass that may write; creates the file only when the pass may create the schema.
+fn open_for_writing(path: &Path, schema: Schema) -> Result<Connection> {
+    let create = match schema {
+        Schema::CreateIfAbsent => OpenFlags::SQLITE_OPEN_CREATE,
+        Schema::Decnets => OpenFlags::empty(),
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | create | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     Connection::open_with_flags(literal_file_name(path), flags)
         .with_context(|| format!("cannot open database {}", path.display()))
 }
@@ -195,13 +219,13 @@ impl Dialect for Sqlite {
             .map_err(|err| self.describe(err, "cannot start the write transaction"))
     }
 
-    async fn table_exists(&mut self) -> Result<bool> {
+    async fn table_exists(&mut self, table: &str) -> Result<bool> {
         let Some(conn) = &self.conn else {
             return Ok(false);
         };
         conn.query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fleet_deckies'",
-            [],
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
             |_| Ok(()),
         )
         .optional()
@@ -351,7 +375,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("decnet.db");
         let deadline = Instant::now() + Duration::from_secs(2);
-        let mut db = Sqlite::open(&path, Access::ReadWrite, deadline).expect("open");
+        Connection::open(&path).expect("create").execute_batch(CREATE_TABLE).expect("table");
+        let mut db = Sqlite::open(&path, Access::ReadWrite, Schema::Decnets, deadline).expect("open");
         let holder = Connection::open(&path).expect("holder");
         holder
             .execute_batch("BEGIN IMMEDIATE")
