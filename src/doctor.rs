@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::{self, Bus};
 use crate::config::decnet_ini::IniError;
+use crate::config::decnet_root::InstallKind;
 use crate::config::{Checkup, Origin, Setting, Settings};
 use crate::core::{CheckResult, Diagnosis, ShownSetting};
 use crate::state_file::{self, StateFileError};
@@ -31,7 +32,11 @@ pub async fn run(checkup: &Checkup) -> Diagnosis {
         },
         CheckResult {
             check: "host_uuid",
-            problem: settings.host_uuid.as_ref().err().map(|err| format!("{err:#}")),
+            problem: settings
+                .host_uuid
+                .as_ref()
+                .err()
+                .map(|err| format!("{err:#}")),
         },
         CheckResult {
             check: "state_file",
@@ -54,7 +59,9 @@ pub async fn run(checkup: &Checkup) -> Diagnosis {
         CheckResult {
             check: "bus",
             problem: match &settings.bus {
-                Ok(Setting { value: Some(bus), .. }) => bus_problem(bus, checkup.bus_timeout).await,
+                Ok(Setting {
+                    value: Some(bus), ..
+                }) => bus_problem(bus, checkup.bus_timeout).await,
                 Ok(Setting { value: None, .. }) => None,
                 Err(err) => Some(format!("{err:#}")),
             },
@@ -93,10 +100,21 @@ fn shown_settings(settings: &Settings) -> Vec<ShownSetting> {
         &settings.ini_file.origin,
     );
     if let Some(root) = &settings.root {
+        let how = match &root.kind {
+            InstallKind::Regular => format!("decnet installed in the venv {}", root.venv.display()),
+            InstallKind::Editable { evidence } => format!(
+                "an editable install into the venv {}, per {}",
+                root.venv.display(),
+                evidence.display()
+            ),
+        };
         show(
             "decnet_root",
             path(&root.root),
-            &Origin::Discovered(format!("{root}")),
+            &Origin::Discovered(format!(
+                "{how}, under the install dir {}",
+                settings.install_dir.value.display()
+            )),
         );
     }
     if let Ok(host_uuid) = &settings.host_uuid {
@@ -186,7 +204,8 @@ async fn db_problem(target: &DbTarget, settings: &Settings, timeout: Duration) -
             ))
         }
     };
-    let start_decnet = "start DECNET (systemctl start decnet.target), which creates it, then run this again";
+    let start_decnet =
+        "start DECNET (systemctl start decnet.target), which creates it, then run this again";
     match inspection {
         Inspection { exists: false, .. } if !create => Some(format!(
             "database {target} does not exist: {start_decnet}; for a database DECNET never manages, \
@@ -222,8 +241,7 @@ fn not_writable(path: &Path) -> Option<String> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
-    let writable =
-        |path: &Path| rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok();
+    let writable = |path: &Path| rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok();
     (!writable(path) || !writable(&dir)).then(|| {
         format!(
             "database {} or its directory is not writable by this user, and a pass writes both \
@@ -235,7 +253,9 @@ fn not_writable(path: &Path) -> Option<String> {
 }
 
 async fn docker_problem(docker_host: &str, timeout: Duration) -> Option<String> {
-    let err = crate::docker::container_states(docker_host, timeout).await.err()?;
+    let err = crate::docker::container_states(docker_host, timeout)
+        .await
+        .err()?;
     let shown = crate::text::redact_url(docker_host);
     let denied = matches!(&err, crate::docker::DockerError::Connection(io)
         if io.kind() == ErrorKind::PermissionDenied);
@@ -384,7 +404,10 @@ fn runs_reconciler(args: &[String], install_dir: &Path) -> Option<bool> {
         let script = Path::new(arg);
         script.file_name().is_some_and(|name| name == "decnet") && script.starts_with(install_dir)
     })?;
-    match (args.get(at + 1).map(String::as_str), args.get(at + 2).map(String::as_str)) {
+    match (
+        args.get(at + 1).map(String::as_str),
+        args.get(at + 2).map(String::as_str),
+    ) {
         (Some("reconcile"), _) => Some(false),
         (Some("supervise"), Some("batch")) => Some(true),
         _ => None,
@@ -403,11 +426,26 @@ mod tests {
     fn decnets_reconciler_is_told_by_its_command_line_under_the_install_dir() {
         let dir = Path::new("/opt/decnet");
         let cases = [
-            ("/opt/decnet/venv/bin/python /opt/decnet/venv/bin/decnet reconcile", Some(false)),
-            ("/opt/decnet/.venv/bin/decnet reconcile --daemon", Some(false)),
-            ("/opt/decnet/venv/bin/python /opt/decnet/venv/bin/decnet supervise batch", Some(true)),
-            ("/opt/decnet/venv/bin/python /opt/decnet/venv/bin/decnet api", None),
-            ("/srv/other/venv/bin/python /srv/other/venv/bin/decnet reconcile", None),
+            (
+                "/opt/decnet/venv/bin/python /opt/decnet/venv/bin/decnet reconcile",
+                Some(false),
+            ),
+            (
+                "/opt/decnet/.venv/bin/decnet reconcile --daemon",
+                Some(false),
+            ),
+            (
+                "/opt/decnet/venv/bin/python /opt/decnet/venv/bin/decnet supervise batch",
+                Some(true),
+            ),
+            (
+                "/opt/decnet/venv/bin/python /opt/decnet/venv/bin/decnet api",
+                None,
+            ),
+            (
+                "/srv/other/venv/bin/python /srv/other/venv/bin/decnet reconcile",
+                None,
+            ),
             ("/usr/bin/decnet-reconcile once", None),
             ("vim /opt/decnet/decnet reconcile.txt", None),
         ];

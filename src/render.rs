@@ -186,7 +186,11 @@ pub fn diagnosis_table(diagnosis: &Diagnosis, color: bool) -> String {
             .unwrap_or_default();
         out.push_str(&format!(" {word} {}{problem}\n", check.check));
     }
-    let problems = diagnosis.checks.iter().filter(|c| c.problem.is_some()).count();
+    let problems = diagnosis
+        .checks
+        .iter()
+        .filter(|c| c.problem.is_some())
+        .count();
     out.push_str(&match problems {
         0 => "all well\n".to_owned(),
         1 => "1 problem\n".to_owned(),

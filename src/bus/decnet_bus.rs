@@ -79,7 +79,12 @@ pub async fn probe(socket: &Path, timeout: Duration) -> Result<(), BusError> {
 
 /// Sends `wire` (`frames` events among its frames) and waits for the bus to
 /// close the connection, within `timeout` in all.
-async fn exchange(socket: &Path, timeout: Duration, wire: &[u8], frames: usize) -> Result<(), BusError> {
+async fn exchange(
+    socket: &Path,
+    timeout: Duration,
+    wire: &[u8],
+    frames: usize,
+) -> Result<(), BusError> {
     let exchange = async {
         let mut stream = UnixStream::connect(socket)
             .await

@@ -68,7 +68,11 @@ pub async fn ping(url: &str, timeout: Duration) -> Result<(), RedisFailure> {
 }
 
 /// Sends `pipeline` in one round trip on a connection of its own, within `timeout` in all.
-async fn exchange(url: &str, timeout: Duration, pipeline: redis::Pipeline) -> Result<(), RedisFailure> {
+async fn exchange(
+    url: &str,
+    timeout: Duration,
+    pipeline: redis::Pipeline,
+) -> Result<(), RedisFailure> {
     let exchange = async {
         let client = redis::Client::open(url)?;
         // redis-rs's own timers are a backstop, a second past ours, so that the

@@ -92,7 +92,10 @@ fn decnets_bus(sources: &Sources) -> Result<Setting<Option<Bus>>> {
             value: None,
             origin: origin_of(kind).unwrap_or(Origin::Default),
         }),
-        Ok(DecnetBus::Unix { socket: path, choice }) => {
+        Ok(DecnetBus::Unix {
+            socket: path,
+            choice,
+        }) => {
             let origin = match choice {
                 SocketChoice::Variable => origin_of(socket).unwrap_or(Origin::Default),
                 SocketChoice::RuntimeDir => Origin::Discovered(format!(
@@ -101,7 +104,8 @@ fn decnets_bus(sources: &Sources) -> Result<Setting<Option<Bus>>> {
                 )),
                 SocketChoice::Home => Origin::Default,
             };
-            let bus = Bus::decnet_socket(path).with_context(|| origin.place_or("DECNET_BUS_SOCKET"))?;
+            let bus =
+                Bus::decnet_socket(path).with_context(|| origin.place_or("DECNET_BUS_SOCKET"))?;
             Ok(Setting {
                 value: Some(bus),
                 origin,
@@ -237,14 +241,20 @@ mod tests {
         assert_eq!(ini_key(&bus.origin), "[bus] enabled line 2");
         // As in DECNET's factory, only `false` turns the bus off; and the
         // environment, even set to something else, hides the ini's value.
-        let host = TestHost::new(&[("DECNET_BUS_ENABLED", "0")], Some("[bus]\nenabled = false\n"));
+        let host = TestHost::new(
+            &[("DECNET_BUS_ENABLED", "0")],
+            Some("[bus]\nenabled = false\n"),
+        );
         let bus = bus_on(&host, false, None, None).expect("ok");
         assert_eq!(bus.value, unix(host.home().join(".decnet/bus.sock")));
     }
 
     #[test]
     fn bus_line_7_decnet_bus_type_fake_publishes_nothing() {
-        let vars = [("DECNET_BUS_TYPE", "Fake"), ("DECNET_BUS_SOCKET", "/b.sock")];
+        let vars = [
+            ("DECNET_BUS_TYPE", "Fake"),
+            ("DECNET_BUS_SOCKET", "/b.sock"),
+        ];
         let bus = bus_of(None, None, &vars, None);
         assert_eq!((bus.value, bus.origin), (None, env("DECNET_BUS_TYPE")));
         let bus = bus_of(None, None, &[], Some("[bus]\ntype = fake   ; in-process\n"));
@@ -273,8 +283,16 @@ mod tests {
 
     #[test]
     fn bus_line_9_decnet_bus_socket_is_decnets_bus_there() {
-        let bus = bus_of(None, None, &[("DECNET_BUS_SOCKET", "/srv/b.sock")], Some(DECNET_INI));
-        assert_eq!((bus.value, bus.origin), (unix("/srv/b.sock"), env("DECNET_BUS_SOCKET")));
+        let bus = bus_of(
+            None,
+            None,
+            &[("DECNET_BUS_SOCKET", "/srv/b.sock")],
+            Some(DECNET_INI),
+        );
+        assert_eq!(
+            (bus.value, bus.origin),
+            (unix("/srv/b.sock"), env("DECNET_BUS_SOCKET"))
+        );
         let bus = bus_of(None, None, &[("DECNET_BUS_TYPE", "UNIX")], Some(DECNET_INI));
         assert_eq!(bus.value, unix("/ini/bus.sock"));
         assert_eq!(ini_key(&bus.origin), "[bus] socket line 4");
@@ -309,18 +327,27 @@ mod tests {
     #[test]
     fn a_bad_bus_names_where_it_came_from() {
         let host = TestHost::new(&[], None);
-        let bad = |bus| format!("{:#}", bus_on(&host, false, bus, None).expect_err("refused"));
+        let bad = |bus| {
+            format!(
+                "{:#}",
+                bus_on(&host, false, bus, None).expect_err("refused")
+            )
+        };
         assert!(bad(Some(("nats://x", "--bus"))).starts_with("--bus: "));
         assert!(bad(Some(("", "--bus"))).starts_with("--bus: "));
         assert!(bad(Some(("unix:rel", "DECNET_BUS_URL"))).starts_with("DECNET_BUS_URL: "));
         let long_socket = "/".repeat(200);
         let host = TestHost::new(&[("DECNET_BUS_SOCKET", long_socket.as_str())], None);
         let err = bus_on(&host, false, None, None).expect_err("refused");
-        assert!(format!("{err:#}").starts_with("DECNET_BUS_SOCKET: "), "{err:#}");
+        assert!(
+            format!("{err:#}").starts_with("DECNET_BUS_SOCKET: "),
+            "{err:#}"
+        );
         let host = TestHost::new(&[], Some(&format!("[bus]\nsocket = {long_socket}\n")));
         let err = bus_on(&host, false, None, None).expect_err("refused");
         assert!(
-            format!("{err:#}").starts_with(&format!("{}:2 [bus] socket: ", host.ini_path().display())),
+            format!("{err:#}")
+                .starts_with(&format!("{}:2 [bus] socket: ", host.ini_path().display())),
             "{err:#}"
         );
     }

@@ -37,10 +37,12 @@ pub fn choose(db: Option<Setting<PathBuf>>, sources: &Sources) -> Result<DbChoic
         value: "sqlite".to_owned(),
         origin,
     };
-    if let Some(db @ Setting {
-        origin: Origin::CommandLine(_),
-        ..
-    }) = db
+    if let Some(
+        db @ Setting {
+            origin: Origin::CommandLine(_),
+            ..
+        },
+    ) = db
     {
         let target = as_target(db)?;
         let kind = kind_of(&target.value);
@@ -54,7 +56,11 @@ pub fn choose(db: Option<Setting<PathBuf>>, sources: &Sources) -> Result<DbChoic
         });
     }
     let kind = sources.decnet_var("DECNET_DB_TYPE")?;
-    match kind.as_ref().map(|kind| kind.value.to_ascii_lowercase()).as_deref() {
+    match kind
+        .as_ref()
+        .map(|kind| kind.value.to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("sqlite") => {
             let kind = kind.unwrap_or_else(|| sqlite_kind(Origin::Default));
             let target = match db {
@@ -197,7 +203,11 @@ mod tests {
         choose(db, &host.sources())
     }
 
-    fn target(db: Option<(&str, &str)>, vars: &[(&str, &str)], ini: Option<&str>) -> Result<DbChoice> {
+    fn target(
+        db: Option<(&str, &str)>,
+        vars: &[(&str, &str)],
+        ini: Option<&str>,
+    ) -> Result<DbChoice> {
         db_on(&TestHost::new(vars, ini).with_decnet(), db)
     }
 
@@ -207,7 +217,10 @@ mod tests {
     #[test]
     fn a_path_is_sqlite_and_a_mysql_url_is_mysql() {
         let sqlite = target(Some(("/srv/decnet.db", ENV)), &[], None).expect("ok");
-        assert_eq!(sqlite.target.value, DbTarget::Sqlite(PathBuf::from("/srv/decnet.db")));
+        assert_eq!(
+            sqlite.target.value,
+            DbTarget::Sqlite(PathBuf::from("/srv/decnet.db"))
+        );
         assert_eq!(sqlite.kind.value, "sqlite");
         let mysql = target(Some(("mysql+asyncmy://u:pw@h:3306/d", TYPED)), &[], None).expect("ok");
         assert_eq!(mysql.target.value.to_string(), "mysql://u:***@h:3306/d");
@@ -218,8 +231,15 @@ mod tests {
     fn db_schemes_are_case_insensitive_and_other_urls_are_no_paths() {
         let upper = target(Some(("MySQL://u:s3cret@h/d", TYPED)), &[], None).expect("ok");
         assert_eq!(upper.target.value.to_string(), "mysql://u:***@h/d");
-        for refused in ["file:///x.db", "SQLite://u:s3cret@h/x.db", "mysql:u:s3cret@h/d"] {
-            let err = format!("{:#}", target(Some((refused, TYPED)), &[], None).expect_err(refused));
+        for refused in [
+            "file:///x.db",
+            "SQLite://u:s3cret@h/x.db",
+            "mysql:u:s3cret@h/d",
+        ] {
+            let err = format!(
+                "{:#}",
+                target(Some((refused, TYPED)), &[], None).expect_err(refused)
+            );
             assert!(!err.contains("s3cret"), "{err}");
             assert!(err.starts_with("--db"), "{err}");
         }
@@ -233,8 +253,16 @@ mod tests {
     #[test]
     fn db_line_1_a_typed_db_outranks_decnets_variables_and_ini() {
         let vars = [("DECNET_DB_TYPE", "mysql"), ("DECNET_DB_HOST", "db1")];
-        let db = target(Some(("/tmp/x.db", TYPED)), &vars, Some("[database]\ntype = mysql\n")).expect("ok");
-        assert_eq!(db.target.value, DbTarget::Sqlite(PathBuf::from("/tmp/x.db")));
+        let db = target(
+            Some(("/tmp/x.db", TYPED)),
+            &vars,
+            Some("[database]\ntype = mysql\n"),
+        )
+        .expect("ok");
+        assert_eq!(
+            db.target.value,
+            DbTarget::Sqlite(PathBuf::from("/tmp/x.db"))
+        );
         assert_eq!(db.target.origin, Origin::CommandLine("--db".to_owned()));
     }
 
@@ -247,8 +275,14 @@ mod tests {
         ];
         let ini = "[database]\ntype = sqlite\nhost = ini-host\nname = ini_db\n";
         let db = target(Some(("/ignored.db", ENV)), &vars, Some(ini)).expect("ok");
-        assert_eq!(db.target.value.to_string(), "mysql://decnet:***@db1:3306/ini_db");
-        assert_eq!(db.kind.origin, Origin::Environment("DECNET_DB_TYPE".to_owned()));
+        assert_eq!(
+            db.target.value.to_string(),
+            "mysql://decnet:***@db1:3306/ini_db"
+        );
+        assert_eq!(
+            db.kind.origin,
+            Origin::Environment("DECNET_DB_TYPE".to_owned())
+        );
         let shown: Vec<(&str, &str, &str)> = db
             .parts
             .iter()
@@ -264,7 +298,10 @@ mod tests {
                 ("db_password", "***", "environment"),
             ]
         );
-        let url = [("DECNET_DB_TYPE", "mysql"), ("DECNET_DB_URL", "mysql+asyncmy://a:b@c:1/d")];
+        let url = [
+            ("DECNET_DB_TYPE", "mysql"),
+            ("DECNET_DB_URL", "mysql+asyncmy://a:b@c:1/d"),
+        ];
         let from_url = target(None, &url, Some("[database]\nurl = mysql://x@y/z\n")).expect("ok");
         assert_eq!(from_url.target.value.to_string(), "mysql://a:***@c:1/d");
         // DECNET_DB_PATH names a SQLite file when the type is sqlite.
@@ -276,9 +313,16 @@ mod tests {
     fn db_line_3_decnets_ini_gives_the_type_and_the_server() {
         let ini = "[database]\ntype = mysql   # shared\nhost = db.example\nport = 3307\nname = fleet\nuser = rec\n";
         let db = target(None, &[("DECNET_DB_PASSWORD", "pw")], Some(ini)).expect("ok");
-        assert_eq!(db.target.value.to_string(), "mysql://rec:***@db.example:3307/fleet");
+        assert_eq!(
+            db.target.value.to_string(),
+            "mysql://rec:***@db.example:3307/fleet"
+        );
         assert_eq!(db.kind.origin.kind(), "decnet-ini");
-        assert!(db.parts.iter().take(4).all(|(_, s)| s.origin.kind() == "decnet-ini"));
+        assert!(db
+            .parts
+            .iter()
+            .take(4)
+            .all(|(_, s)| s.origin.kind() == "decnet-ini"));
         let url = "[database]\ntype = mysql\nurl = mysql+asyncmy://u:pw@h:1/d\n";
         let db = target(None, &[], Some(url)).expect("ok");
         assert_eq!(db.target.value.to_string(), "mysql://u:***@h:1/d");
@@ -289,22 +333,35 @@ mod tests {
     fn db_line_4_without_a_setting_decnets_sqlite_db_in_its_root() {
         let host = TestHost::new(&[], None).with_decnet();
         let db = db_on(&host, None).expect("ok");
-        assert_eq!(db.target.value, DbTarget::Sqlite(host.root().join("decnet.db")));
+        assert_eq!(
+            db.target.value,
+            DbTarget::Sqlite(host.root().join("decnet.db"))
+        );
         assert_eq!(db.target.origin.kind(), "discovered");
         assert_eq!(db.kind.origin, Origin::Default);
         // DECNET has no setting that moves its SQLite DB, so neither has its ini.
         let ini = "[decnet]\ndb-path = /elsewhere.db\n[database]\ntype = sqlite\n";
         let host = TestHost::new(&[], Some(ini)).with_decnet();
         let db = db_on(&host, None).expect("ok");
-        assert_eq!(db.target.value, DbTarget::Sqlite(host.root().join("decnet.db")));
+        assert_eq!(
+            db.target.value,
+            DbTarget::Sqlite(host.root().join("decnet.db"))
+        );
         assert_eq!(db.kind.origin.kind(), "decnet-ini");
     }
 
     #[test]
     fn db_line_5_decnets_defaults_for_a_mysql_server() {
-        let db = target(None, &[("DECNET_DB_TYPE", "mysql"), ("DECNET_DB_PASSWORD", "pw")], None)
-            .expect("ok");
-        assert_eq!(db.target.value.to_string(), "mysql://decnet:***@localhost:3306/decnet");
+        let db = target(
+            None,
+            &[("DECNET_DB_TYPE", "mysql"), ("DECNET_DB_PASSWORD", "pw")],
+            None,
+        )
+        .expect("ok");
+        assert_eq!(
+            db.target.value.to_string(),
+            "mysql://decnet:***@localhost:3306/decnet"
+        );
         // Without DECNET, a SQLite DB cannot be found: the message lists where it looked.
         let host = TestHost::new(&[], None);
         let err = db_on(&host, None).expect_err("no DECNET");
@@ -332,7 +389,10 @@ mod tests {
                 "DECNET_DB_PORT \"abc\" is not a port number",
             ),
             (
-                &[("DECNET_DB_TYPE", "mysql"), ("DECNET_DB_URL", "sqlite:///x")][..],
+                &[
+                    ("DECNET_DB_TYPE", "mysql"),
+                    ("DECNET_DB_URL", "sqlite:///x"),
+                ][..],
                 "DECNET_DB_URL: sqlite:///x is not a MySQL URL",
             ),
         ] {
@@ -343,7 +403,10 @@ mod tests {
         let err = db_on(&host, None).expect_err("refused");
         assert_eq!(
             format!("{err:#}"),
-            format!("{}:3 [database] port \"x\" is not a port number", host.ini_path().display())
+            format!(
+                "{}:3 [database] port \"x\" is not a port number",
+                host.ini_path().display()
+            )
         );
     }
 }

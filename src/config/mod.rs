@@ -382,7 +382,9 @@ impl Settings {
                     value: root.state_file(),
                     origin: sources.discovered_in_root(root),
                 })
-                .context("cannot find DECNET's state file: --state-file and DECNET_STATE_FILE are unset"),
+                .context(
+                    "cannot find DECNET's state file: --state-file and DECNET_STATE_FILE are unset",
+                ),
         };
         let db = db::choose(given.setting(args.db.clone(), "db"), &sources);
         let install_dir = sources.install_dir.clone();
@@ -559,8 +561,8 @@ mod tests {
 
     #[test]
     fn state_file_lines_option_then_decnets_root() {
-        let host = TestHost::new(&[], Some("[decnet]\nstate-file = /from/the/ini.json\n"))
-            .with_decnet();
+        let host =
+            TestHost::new(&[], Some("[decnet]\nstate-file = /from/the/ini.json\n")).with_decnet();
         let typed = settings_on(&host, &["--state-file", "/typed.json"]);
         let typed = typed.state_file.expect("resolved");
         assert_eq!(typed.value, PathBuf::from("/typed.json"));
@@ -571,7 +573,11 @@ mod tests {
         assert_eq!(found.value, host.root().join("decnet-state.json"));
         assert_eq!(found.origin.kind(), "discovered");
         assert!(
-            found.origin.place().expect("a place").contains(&host.root().display().to_string()),
+            found
+                .origin
+                .place()
+                .expect("a place")
+                .contains(&host.root().display().to_string()),
             "{found:?}"
         );
     }
@@ -579,7 +585,9 @@ mod tests {
     #[test]
     fn without_decnet_the_state_file_is_an_error_saying_where_it_looked() {
         let host = TestHost::new(&[], None);
-        let err = settings_on(&host, &[]).state_file.expect_err("nothing found");
+        let err = settings_on(&host, &[])
+            .state_file
+            .expect_err("nothing found");
         let err = format!("{err:#}");
         assert!(
             err.starts_with(
@@ -594,7 +602,9 @@ mod tests {
     fn host_id_lines_option_ini_default() {
         let agent = "[decnet]\nmode = agent\n[agent]\nhost-uuid = 7f3e  # this agent\n";
         let host = TestHost::new(&[], Some(agent));
-        let typed = settings_on(&host, &["--host-uuid", "h1"]).host_uuid.expect("ok");
+        let typed = settings_on(&host, &["--host-uuid", "h1"])
+            .host_uuid
+            .expect("ok");
         assert_eq!(typed.value, "h1");
         let ini = settings_on(&host, &[]).host_uuid.expect("ok");
         assert_eq!(ini.value, "7f3e");
@@ -606,7 +616,10 @@ mod tests {
         let master = "[agent]\nhost-uuid = 7f3e\n";
         let host = TestHost::new(&[], Some(master));
         let default = settings_on(&host, &[]).host_uuid.expect("ok");
-        assert_eq!((default.value.as_str(), default.origin), ("local", Origin::Default));
+        assert_eq!(
+            (default.value.as_str(), default.origin),
+            ("local", Origin::Default)
+        );
         let empty = "[decnet]\nmode = agent\n[agent]\nhost-uuid =\n";
         let host = TestHost::new(&[], Some(empty));
         let err = settings_on(&host, &[]).host_uuid.expect_err("refused");
@@ -624,8 +637,13 @@ mod tests {
         let host = TestHost::new(&[], Some("key before any section = 1\n")).with_decnet();
         let settings = settings_on(&host, &["--host-uuid", "h1", "--no-publish"]);
         assert!(settings.host_uuid.is_ok() && settings.bus.is_ok() && settings.state_file.is_ok());
-        let err = settings.db.expect_err("the DB type is looked up in the ini");
-        assert!(format!("{err:#}").contains("MissingSectionHeaderError"), "{err:#}");
+        let err = settings
+            .db
+            .expect_err("the DB type is looked up in the ini");
+        assert!(
+            format!("{err:#}").contains("MissingSectionHeaderError"),
+            "{err:#}"
+        );
         assert!(settings.ini_problem.is_some());
     }
 

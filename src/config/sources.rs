@@ -134,12 +134,10 @@ impl<'e> Sources<'e> {
         self.root.get().and_then(|root| root.as_ref().ok())
     }
 
-    /// How a file found in DECNET's root came to be chosen, for `doctor`.
+    /// How a file found in DECNET's root came to be chosen, for `doctor`
+    /// (which shows the root and how it was found as a setting of its own).
     pub fn discovered_in_root(&self, root: &DecnetRoot) -> Origin {
-        Origin::Discovered(format!(
-            "in DECNET's root {root}, found under the install dir {}",
-            self.install_dir.value.display()
-        ))
+        Origin::Discovered(format!("in DECNET's root {}", root.root.display()))
     }
 
     /// What DECNET's bus choice needs to know of this host, looked up once.

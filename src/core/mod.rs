@@ -10,11 +10,11 @@ mod report;
 use chrono::{NaiveDateTime, TimeDelta};
 use rustc_hash::FxHashMap;
 
+pub use diagnosis::{CheckResult, Diagnosis, ShownSetting};
 pub use plan::{
     aggregate_state, plan, Action, Change, ChangeKind, ConfigColumns, ConfigUpdate, Counts,
     DeckyState, Plan, PlanError, SkippedDecky, StateTransition,
 };
-pub use diagnosis::{CheckResult, Diagnosis, ShownSetting};
 pub use report::{Heartbeat, Report};
 
 /// One decky of the state file, with the column text DECNET stores for it.

@@ -48,7 +48,12 @@ pub struct Sqlite {
 }
 
 impl Sqlite {
-    pub fn open(path: &Path, access: Access, schema: Schema, lock_deadline: Instant) -> Result<Self> {
+    pub fn open(
+        path: &Path,
+        access: Access,
+        schema: Schema,
+        lock_deadline: Instant,
+    ) -> Result<Self> {
         refuse_absent(path, schema)?;
         let conn = match access {
             Access::ReadWrite => Some(open_for_writing(path, schema)?),
@@ -62,6 +67,10 @@ impl Sqlite {
         };
         db.bound_lock_wait()?;
         if access == Access::ReadWrite {
+            if schema == Schema::Decnets && !db.has_table("fleet_deckies")? {
+                // Refused before the switch to WAL below rewrites the file's header.
+                anyhow::bail!("{}", super::missing_table(&path.display().to_string()));
+            }
             let conn = db.conn()?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(|err| db.describe(err, "cannot switch to WAL journal mode"))?;
@@ -128,6 +137,20 @@ impl Sqlite {
                     .try_for_each(|sql| conn.execute(sql, []).map(drop))
             })
             .map_err(|err| self.describe(err, "cannot create fleet_deckies"))
+    }
+
+    fn has_table(&self, table: &str) -> Result<bool> {
+        let Some(conn) = &self.conn else {
+            return Ok(false);
+        };
+        conn.query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(|err| self.describe(err, "cannot read the schema"))
     }
 
     fn describe(&self, err: rusqlite::Error, what: &str) -> anyhow::Error {
@@ -220,17 +243,7 @@ impl Dialect for Sqlite {
     }
 
     async fn table_exists(&mut self, table: &str) -> Result<bool> {
-        let Some(conn) = &self.conn else {
-            return Ok(false);
-        };
-        conn.query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |_| Ok(()),
-        )
-        .optional()
-        .map(|found| found.is_some())
-        .map_err(|err| self.describe(err, "cannot read the schema"))
+        self.has_table(table)
     }
 
     async fn create_table(&mut self) -> Result<()> {
@@ -375,8 +388,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("decnet.db");
         let deadline = Instant::now() + Duration::from_secs(2);
-        Connection::open(&path).expect("create").execute_batch(CREATE_TABLE).expect("table");
-        let mut db = Sqlite::open(&path, Access::ReadWrite, Schema::Decnets, deadline).expect("open");
+        Connection::open(&path)
+            .expect("create")
+            .execute_batch(CREATE_TABLE)
+            .expect("table");
+        let mut db =
+            Sqlite::open(&path, Access::ReadWrite, Schema::Decnets, deadline).expect("open");
         let holder = Connection::open(&path).expect("holder");
         holder
             .execute_batch("BEGIN IMMEDIATE")
