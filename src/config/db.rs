@@ -372,7 +372,7 @@ mod tests {
         );
         let install_dir = host.dir.path().join("opt/decnet");
         assert!(
-            err.ends_with(&format!("looked at:\n  {}: absent", install_dir.display())),
+            err.ends_with(&format!("looked at: {}: absent", install_dir.display())),
             "{err}"
         );
     }

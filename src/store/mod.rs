@@ -127,6 +127,16 @@ pub async fn inspect(target: &DbTarget, busy_timeout: Duration) -> Result<Inspec
                 has_alembic_version: false,
             });
         }
+        let [fleet_deckies, alembic_version] =
+            sqlite::tables_present(path, &["fleet_deckies", "alembic_version"])?[..]
+        else {
+            unreachable!("one answer per table asked")
+        };
+        return Ok(Inspection {
+            exists: true,
+            has_fleet_deckies: fleet_deckies,
+            has_alembic_version: alembic_version,
+        });
     }
     let mut store = open(target, Access::ReadOnly, Schema::Decnets, busy_timeout).await?;
     Ok(Inspection {

@@ -294,6 +294,38 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Which of `tables` the database at `path` holds, for `doctor`, read
+/// without writing a byte: with no `-wal` beside it, all of it is in the main
+/// file, read immutable (as a dry run reads an idle database); with one,
+/// through the WAL with the `-shm` opened read-only (`readonly_shm`), so that
+/// not even the read marks every reader leaves in the `-shm` are written.
+pub fn tables_present(path: &Path, tables: &[&str]) -> Result<Vec<bool>> {
+    let uri = immutable_uri(path)
+        .with_context(|| format!("cannot resolve database path {}", path.display()))?;
+    let uri = match beside(path, "-wal").exists() {
+        true => uri.replace("?immutable=1", "?mode=ro&readonly_shm=1"),
+        false => uri,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(uri, flags)
+        .with_context(|| format!("cannot open database {} read-only", path.display()))?;
+    tables
+        .iter()
+        .map(|table| {
+            conn.query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(|err| describe_error(path, err, "cannot read the schema"))
+        })
+        .collect()
+}
+
 /// `file:/absolute/path?immutable=1`, the path percent-encoded.
 fn immutable_uri(path: &Path) -> std::io::Result<String> {
     use std::os::unix::ffi::OsStrExt;

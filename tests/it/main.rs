@@ -7,6 +7,7 @@ mod fixture;
 
 mod broken_stdout;
 mod decnet_bus;
+mod decnet_host;
 mod environment;
 mod events;
 mod faults;
