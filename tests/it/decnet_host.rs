@@ -4,9 +4,9 @@
 //! `initialize()`, its API, its own answer to "which file, which DB, which
 //! bus" — on what the tool did and chose.
 //!
-//! Cost: the end-to-end test pip-installs DECNET with every dependency (the
-//! way DECNET's installer does); the others install DECNET alone and reach its
-//! dependencies in the services' venv (`Install::PipSharedDeps`, 2-4 s a
+//! Cost: one test pip-installs DECNET with every dependency, the way DECNET's
+//! installer does (15-40 s); the others install DECNET alone and reach its
+//! dependencies in the services' venv (`Install::Pip`, 2-8 s a
 //! prefix), and each shares one prefix across all its cases.
 
 use std::collections::BTreeMap;
@@ -324,7 +324,7 @@ fn assert_api_reads_the_tools_rows(host: &DecnetHost, answer: &Value) {
 /// nothing.
 #[test]
 fn doctor_names_each_broken_case_and_writes_nothing() {
-    let host = DecnetHost::install(Install::PipSharedDeps);
+    let host = DecnetHost::install(Install::Pip);
     host.bus();
     host.init_db();
     host.save_state(1);
@@ -470,7 +470,7 @@ fn doctor_names_each_broken_case_and_writes_nothing() {
 /// (`host.py facts`, `host.py ini-env`) wherever DECNET has the setting.
 #[test]
 fn each_setting_follows_decnets_precedence() {
-    let host = DecnetHost::install(Install::PipSharedDeps);
+    let host = DecnetHost::install(Install::Pip);
     let bounded = |mut command: Command| {
         command.args([
             "--docker-timeout",
@@ -726,7 +726,7 @@ fn each_setting_follows_decnets_precedence() {
     host.write_ini(&default_ini);
 
     // An editable install's root is the checkout, the install dir itself.
-    let editable = DecnetHost::install(Install::EditableSharedDeps);
+    let editable = DecnetHost::install(Install::Editable);
     let facts = editable.facts();
     assert_eq!(facts["root"].as_str(), editable.install_dir.to_str());
     let doctor = Doctor::of(bounded(editable.tool()));
@@ -772,7 +772,7 @@ fn as_tool_shows(decnets_url: &Value) -> String {
 #[test]
 fn on_mariadb_decnet_creates_the_schema_and_starts_cleanly_after_a_pass() {
     let db = Env::mysql().without_db();
-    let host = DecnetHost::install(Install::PipSharedDeps);
+    let host = DecnetHost::install(Install::Pip);
     let default_ini = std::fs::read_to_string(&host.ini).expect("the ini");
     host.write_ini(&format!(
         "{default_ini}[database]\ntype = mysql\nhost = 127.0.0.1\nport = 3306\nname = {}\nuser = decnet_test\n",

@@ -674,8 +674,10 @@ fn a_read_only_filesystem_fails_cleanly() {
         .status(1)
         .stderr_lines([
             refused(&docker),
+            // The first read, which looks for DECNET's table before anything is
+            // written, is where SQLite finds it cannot open the WAL's -shm.
             format!(
-                "decnet-reconcile: error: database {}: cannot switch to WAL journal mode: \
+                "decnet-reconcile: error: database {}: cannot read the schema: \
                  unable to open database file: Error code 14: unable to open database file",
                 env.db.display()
             ),
