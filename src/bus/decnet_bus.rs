@@ -41,13 +41,7 @@ pub async fn publish<'e>(
     events: &'e [Event],
 ) -> Result<Vec<&'e Event>, BusError> {
     let mut too_large = Vec::new();
-    let mut wire = Vec::new();
-    push_frame(
-        &mut wire,
-        "HELLO",
-        &format!("decnet-reconcile[{}]", std::process::id()),
-        b"",
-    );
+    let mut wire = hello("decnet-reconcile");
     for event in events {
         if fits("PUB", &event.channel, event.message.as_bytes()) {
             push_frame(&mut wire, "PUB", &event.channel, event.message.as_bytes());
@@ -66,15 +60,21 @@ pub async fn publish<'e>(
 /// Whether the bus takes a connection and reads a greeting to its end
 /// (`HELLO`, then `BYE`) within `timeout`, for `doctor`: nothing is published.
 pub async fn probe(socket: &Path, timeout: Duration) -> Result<(), BusError> {
+    let mut wire = hello("decnet-reconcile-doctor");
+    push_frame(&mut wire, "BYE", "", b"");
+    exchange(socket, timeout, &wire, 0).await
+}
+
+/// The `HELLO` frame that opens a connection, naming `client` and this process.
+fn hello(client: &str) -> Vec<u8> {
     let mut wire = Vec::new();
     push_frame(
         &mut wire,
         "HELLO",
-        &format!("decnet-reconcile-doctor[{}]", std::process::id()),
+        &format!("{client}[{}]", std::process::id()),
         b"",
     );
-    push_frame(&mut wire, "BYE", "", b"");
-    exchange(socket, timeout, &wire, 0).await
+    wire
 }
 
 /// Sends `wire` (`frames` events among its frames) and waits for the bus to

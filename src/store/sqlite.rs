@@ -140,17 +140,12 @@ impl Sqlite {
     }
 
     fn has_table(&self, table: &str) -> Result<bool> {
-        let Some(conn) = &self.conn else {
-            return Ok(false);
-        };
-        conn.query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |_| Ok(()),
-        )
-        .optional()
-        .map(|found| found.is_some())
-        .map_err(|err| self.describe(err, "cannot read the schema"))
+        match &self.conn {
+            Some(conn) => {
+                table_in(conn, table).map_err(|err| self.describe(err, "cannot read the schema"))
+            }
+            None => Ok(false),
+        }
     }
 
     fn describe(&self, err: rusqlite::Error, what: &str) -> anyhow::Error {
@@ -314,16 +309,21 @@ pub fn tables_present(path: &Path, tables: &[&str]) -> Result<Vec<bool>> {
     tables
         .iter()
         .map(|table| {
-            conn.query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [table],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
-            .map_err(|err| describe_error(path, err, "cannot read the schema"))
+            table_in(&conn, table)
+                .map_err(|err| describe_error(path, err, "cannot read the schema"))
         })
         .collect()
+}
+
+/// Whether the database holds `table`.
+fn table_in(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
 }
 
 /// `file:/absolute/path?immutable=1`, the path percent-encoded.

@@ -490,30 +490,35 @@ fn each_setting_follows_decnets_precedence() {
     let facts = host.facts();
     let decnets = |key: &str| facts[key].as_str().expect(key).to_owned();
     let ini = host.ini.display().to_string();
-    let option = |name: &str| Some(name.to_owned());
+
+    // The option outranks the variable, and the variable alone is read:
+    // `(setting, option, typed value, variable, its value)`, each value as doctor shows it.
+    let option_then_environment =
+        |setting: &str, option: &str, typed: &str, var: &str, value: &str| {
+            let shown = |v: &str| match setting {
+                "bus" if !v.contains("://") => format!("unix://{v}"),
+                _ => v.to_owned(),
+            };
+            let typed_run = with(&[(var, value)], &[option, typed]);
+            assert_eq!(
+                typed_run.setting(setting),
+                (shown(typed), "option".to_owned(), Some(option.to_owned()))
+            );
+            let env_run = with(&[(var, value)], &[]);
+            assert_eq!(
+                env_run.setting(setting),
+                (shown(value), "environment".to_owned(), Some(var.to_owned()))
+            );
+        };
 
     // The state file: option, environment, then DECNET's root (DECNET's ini
     // has no setting for it, and DECNET ignores a key for it: so does the tool).
-    let state = with(
-        &[("DECNET_STATE_FILE", "/env/s.json")],
-        &["--state-file", "/typed/s.json"],
-    );
-    assert_eq!(
-        state.setting("state_file"),
-        (
-            "/typed/s.json".into(),
-            "option".into(),
-            option("--state-file")
-        )
-    );
-    let state = with(&[("DECNET_STATE_FILE", "/env/s.json")], &[]);
-    assert_eq!(
-        state.setting("state_file"),
-        (
-            "/env/s.json".into(),
-            "environment".into(),
-            option("DECNET_STATE_FILE")
-        )
+    option_then_environment(
+        "state_file",
+        "--state-file",
+        "/typed/s.json",
+        "DECNET_STATE_FILE",
+        "/env/s.json",
     );
     let default_ini = std::fs::read_to_string(&host.ini).expect("the ini");
     // The prefix's own bus, in every ini written below.
@@ -549,20 +554,7 @@ fn each_setting_follows_decnets_precedence() {
     );
 
     // The DB: option, environment, DECNET's ini, DECNET's root, DECNET's defaults.
-    let db = with(&[("DECNET_DB_PATH", "/env/d.db")], &["--db", "/typed/d.db"]);
-    assert_eq!(
-        db.setting("db"),
-        ("/typed/d.db".into(), "option".into(), option("--db"))
-    );
-    let db = with(&[("DECNET_DB_PATH", "/env/d.db")], &[]);
-    assert_eq!(
-        db.setting("db"),
-        (
-            "/env/d.db".into(),
-            "environment".into(),
-            option("DECNET_DB_PATH")
-        )
-    );
+    option_then_environment("db", "--db", "/typed/d.db", "DECNET_DB_PATH", "/env/d.db");
     assert_eq!(
         with(&[], &[]).setting("db"),
         (
@@ -622,26 +614,12 @@ fn each_setting_follows_decnets_precedence() {
     host.write_ini(&default_ini);
 
     // The bus: option, environment, DECNET's ini, DECNET's default.
-    let bus = with(
-        &[("DECNET_BUS_SOCKET", "/env/b.sock")],
-        &["--bus", "unix:///typed/b.sock"],
-    );
-    assert_eq!(
-        bus.setting("bus"),
-        (
-            "unix:///typed/b.sock".into(),
-            "option".into(),
-            option("--bus")
-        )
-    );
-    let bus = with(&[("DECNET_BUS_SOCKET", "/env/b.sock")], &[]);
-    assert_eq!(
-        bus.setting("bus"),
-        (
-            "unix:///env/b.sock".into(),
-            "environment".into(),
-            option("DECNET_BUS_SOCKET")
-        )
+    option_then_environment(
+        "bus",
+        "--bus",
+        "unix:///typed/b.sock",
+        "DECNET_BUS_SOCKET",
+        "/env/b.sock",
     );
     let redis = with(&[("DECNET_REDIS_URL", "redis://127.0.0.1:6379/0")], &[]);
     assert_eq!(redis.setting("bus").0, "redis://127.0.0.1:6379/0");
@@ -675,22 +653,12 @@ fn each_setting_follows_decnets_precedence() {
     std::fs::write(&path, env_local.replace("DECNET_BUS_SOCKET=\n", "")).expect("write");
 
     // The host id: option, environment, DECNET's ini (agent mode), default.
-    let id = with(
-        &[("DECNET_HOST_UUID", "from-env")],
-        &["--host-uuid", "typed"],
-    );
-    assert_eq!(
-        id.setting("host_uuid"),
-        ("typed".into(), "option".into(), option("--host-uuid"))
-    );
-    let id = with(&[("DECNET_HOST_UUID", "from-env")], &[]);
-    assert_eq!(
-        id.setting("host_uuid"),
-        (
-            "from-env".into(),
-            "environment".into(),
-            option("DECNET_HOST_UUID")
-        )
+    option_then_environment(
+        "host_uuid",
+        "--host-uuid",
+        "typed",
+        "DECNET_HOST_UUID",
+        "from-env",
     );
     let agent =
         format!("[decnet]\nmode = agent\n[agent]\nhost-uuid = 7f3e1c  # this agent\n{bus_section}");

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::fixture::{create_decnet_sqlite, decky, run, state_file_text, waits_of, Run, BINARY};
+use crate::fixture::{
+    create_decnet_sqlite, decky, run, state_file_text, waits_of, DecnetHost, Install, Run, BINARY,
+};
 
 const SERVICE: &str = "decnet-reconcile.service";
 const TIMER: &str = "decnet-reconcile.timer";
@@ -441,6 +443,101 @@ exec "$@""#;
     assert!(text.starts_with("HELLO decnet-reconcile["), "{text}");
     assert_eq!(text.matches("PUB decky.").count(), 2, "{text}");
     assert!(text.contains("PUB system.reconciler.health\n"), "{text}");
+}
+
+/// What installing the package on a DECNET host and doing nothing else runs:
+/// the unit's `ExecStart=`, with the unit's `Environment=` and its
+/// `EnvironmentFile=`s (DECNET's `.env.local`, then the packaged defaults file,
+/// every line of which is commented out), as DECNET's user in the `docker`
+/// group, in the otherwise empty environment systemd gives a service. The host
+/// is a DECNET prefix (`tests/decnet/host.py`), owned by that user as `decnet
+/// init` leaves it; its install dir and ini are named as the drop-in of
+/// docs/operating.md names another install dir (`/opt/decnet` and
+/// `/etc/decnet/decnet.ini` are the defaults). The pass finds DECNET's files
+/// and bus, heartbeat and all: it prints its changes and nothing on stderr,
+/// and the next pass prints nothing.
+#[test]
+fn the_packaged_unit_makes_clean_passes_on_a_decnet_host_with_nothing_configured() {
+    assert!(
+        running_as_root(),
+        "this test runs the pass as the service user (as bash scripts/test runs it: as root)"
+    );
+    let host = DecnetHost::install(Install::Pip);
+    host.bus();
+    host.init_db();
+    host.save_state(1);
+    // As `decnet init` leaves a host: DECNET's files and its bus socket belong to its user.
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{SERVICE_UID}:{SERVICE_UID}")])
+        .arg(&host.install_dir)
+        .arg(&host.socket)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+
+    let unit = UnitFile::read(SERVICE);
+    let mut words = unit.exec_start();
+    words[0] = BINARY.to_owned();
+    let mut pass = Command::new("setpriv");
+    pass.args([
+        format!("--reuid={SERVICE_UID}"),
+        format!("--regid={SERVICE_UID}"),
+        format!("--groups={}", group_id("docker")),
+        "--".to_owned(),
+    ])
+    .args(&words)
+    .env_clear()
+    .env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+    .env("HOME", &host.install_dir)
+    .env("DECNET_INSTALL_DIR", &host.install_dir)
+    .env("DECNET_CONFIG", &host.ini)
+    .current_dir("/");
+    for assignment in unit.values("Service", "Environment") {
+        let (name, value) = assignment.split_once('=').expect("NAME=value");
+        pass.env(name, value);
+    }
+    for file in unit.values("Service", "EnvironmentFile") {
+        let file = file.trim_start_matches('-');
+        let path = match file.strip_prefix("/opt/decnet/") {
+            Some(rest) => host.install_dir.join(rest),
+            None if file == "/etc/default/decnet-reconcile" => {
+                repo_path("packaging/decnet-reconcile.default")
+            }
+            None => panic!("an EnvironmentFile= this test does not know: {file}"),
+        };
+        for (name, value) in environment_file(&path) {
+            pass.env(name, value);
+        }
+    }
+    let first = run(&mut pass);
+    assert_clean_exit(&first, "the first pass on the DECNET host");
+    assert!(
+        first.stdout.ends_with("inserted=1 deleted=0 updated=0\n"),
+        "{}",
+        first.stdout
+    );
+    let second = run(&mut pass);
+    assert_clean_exit(&second, "the converged pass on the DECNET host");
+    assert_eq!(
+        second.stdout, "",
+        "a converged pass under -q prints nothing"
+    );
+}
+
+/// The assignments of an environment file as systemd reads a simple one:
+/// `NAME=value` lines, `#` and `;` lines skipped.
+fn environment_file(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with(['#', ';']))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect()
 }
 
 const SYSTEMD_ANALYZE_MISSING: &str =
