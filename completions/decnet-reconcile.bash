@@ -19,6 +19,9 @@ _decnet__reconcile() {
             decnet__reconcile,completions)
                 cmd="decnet__reconcile__subcmd__completions"
                 ;;
+            decnet__reconcile,doctor)
+                cmd="decnet__reconcile__subcmd__doctor"
+                ;;
             decnet__reconcile,help)
                 cmd="decnet__reconcile__subcmd__help"
                 ;;
@@ -27,6 +30,9 @@ _decnet__reconcile() {
                 ;;
             decnet__reconcile__subcmd__help,completions)
                 cmd="decnet__reconcile__subcmd__help__subcmd__completions"
+                ;;
+            decnet__reconcile__subcmd__help,doctor)
+                cmd="decnet__reconcile__subcmd__help__subcmd__doctor"
                 ;;
             decnet__reconcile__subcmd__help,help)
                 cmd="decnet__reconcile__subcmd__help__subcmd__help"
@@ -41,7 +47,7 @@ _decnet__reconcile() {
 
     case "${cmd}" in
         decnet__reconcile)
-            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --help --version once completions help"
+            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help --version once doctor completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,6 +101,10 @@ _decnet__reconcile() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --decnet-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -103,7 +113,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__completions)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --help bash elvish fish powershell zsh"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +167,76 @@ _decnet__reconcile() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --decnet-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        decnet__subcmd__reconcile__subcmd__doctor)
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host-uuid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --docker-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --docker-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-busy-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --decnet-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -165,7 +245,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__help)
-            opts="once completions help"
+            opts="once doctor completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,6 +259,20 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        decnet__subcmd__reconcile__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -221,7 +315,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__once)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --help"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -272,6 +366,10 @@ _decnet__reconcile() {
                     return 0
                     ;;
                 --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --decnet-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

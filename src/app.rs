@@ -9,12 +9,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::config::{self, Config, Environment, Output, Stop, Task, Verbosity};
+use crate::config::{self, Checkup, Config, Environment, Output, Stop, Task, Verbosity};
 use crate::core::Report;
 use crate::exit_codes::ExitCode;
 use crate::text::log::{self, StderrSink};
 use crate::text::Secrets;
-use crate::{pass, render};
+use crate::{doctor, pass, render};
 
 /// Runs the command line `args` in the environment `env`.
 pub fn run(args: Vec<OsString>, env: Environment) -> ExitCode {
@@ -50,6 +50,7 @@ fn run_task(task: Task, secrets: &Arc<Secrets>) -> Result<ExitCode> {
             write_stdout(&script).context("cannot write the completions to stdout")?;
             Ok(ExitCode::Success)
         }
+        Task::Doctor(checkup) => run_doctor(&checkup, secrets),
         Task::Pass(config) => {
             log::init(config.verbosity.level(), secrets, config.colour.stderr);
             let report = one_pass(&config)?;
@@ -71,16 +72,35 @@ fn run_task(task: Task, secrets: &Arc<Secrets>) -> Result<ExitCode> {
     }
 }
 
-/// The pass, on a runtime of one thread that is dropped without waiting for
-/// anything still blocked: the pass's own bounds decide when it ends.
+/// `doctor`: its findings on stdout; exit 0 when all is well, else 1.
+fn run_doctor(checkup: &Checkup, secrets: &Arc<Secrets>) -> Result<ExitCode> {
+    let diagnosis = on_runtime(doctor::run(checkup))?;
+    let text = match checkup.output {
+        Output::Json => render::diagnosis_json(&diagnosis),
+        Output::Table => render::diagnosis_table(&diagnosis, checkup.colour.stdout),
+    };
+    write_stdout(secrets.mask(&text).as_bytes()).context("cannot write the diagnosis to stdout")?;
+    Ok(match diagnosis.ok() {
+        true => ExitCode::Success,
+        false => ExitCode::Error,
+    })
+}
+
+/// The pass, on a runtime of one thread.
 fn one_pass(config: &Config) -> Result<Report> {
+    on_runtime(pass::run(config))?
+}
+
+/// Runs `task` on a runtime of one thread that is dropped without waiting for
+/// anything still blocked: the task's own bounds decide when it ends.
+fn on_runtime<T>(task: impl std::future::Future<Output = T>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(pass::run(config));
+    let done = runtime.block_on(task);
     runtime.shutdown_background();
-    report
+    Ok(done)
 }
 
 fn print_report(config: &Config, report: &Report, secrets: &Secrets) -> std::io::Result<()> {

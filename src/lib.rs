@@ -3,13 +3,14 @@
 //!
 //! Layers, each importing only those below it (docs/architecture.md):
 //! `core` and `text` at the bottom; the adapters `net`, `state_file`,
-//! `docker`, `store`, `bus` and `render` over them; `config`; `pass`; `app`.
+//! `docker`, `store`, `bus` and `render` over them; `config`; `pass` and `doctor`; `app`.
 
 pub mod app;
 pub mod bus;
 pub mod config;
 pub mod core;
 pub mod docker;
+pub mod doctor;
 pub mod exit_codes;
 pub mod metrics;
 pub mod net;

@@ -60,7 +60,7 @@ async fn converge(
         true => Access::ReadOnly,
         false => Access::ReadWrite,
     };
-    let mut store = store::open(&config.db, access, config.db_busy_timeout).await?;
+    let mut store = store::open(&config.db, access, config.schema, config.db_busy_timeout).await?;
     let mut transaction = store.begin(host).await?;
     let snapshot = transaction.snapshot().await?;
     // A write of the state file while this pass waited (for Docker, for the

@@ -16,8 +16,8 @@ use tabled::builder::Builder;
 use tabled::settings::Style as TableStyle;
 
 use crate::core::{
-    changed_keys, services_delta, Action, Change, ChangeKind, Counts, DockerStatus, FieldDiff,
-    Report, SkippedDecky,
+    changed_keys, services_delta, Action, Change, ChangeKind, Counts, Diagnosis, DockerStatus,
+    FieldDiff, Report, SkippedDecky,
 };
 use crate::text::{
     escape_json_unsafe, escape_untrusted, names_a_secret, redact_urls_in, shorten, shorten_start,
@@ -312,4 +312,106 @@ fn masked(value: Value) -> Value {
         ),
         other => other,
     }
+}
+
+/// `doctor`'s findings: the settings table, then one line per check (a
+/// problem in the words that say what to do), then the verdict.
+pub fn diagnosis_table(diagnosis: &Diagnosis, color: bool) -> String {
+    let mut builder = Builder::default();
+    builder.push_record(["SETTING", "VALUE", "ORIGIN", "WHERE"]);
+    for setting in &diagnosis.settings {
+        builder.push_record([
+            setting.setting.to_owned(),
+            escape_untrusted(&setting.value),
+            setting.origin.to_owned(),
+            escape_untrusted(setting.place.as_deref().unwrap_or("")),
+        ]);
+    }
+    let mut table = builder.build();
+    table.with(TableStyle::blank());
+    let mut out = table.to_string();
+    out.push_str("\n\n");
+    for check in &diagnosis.checks {
+        let (word, colour) = match check.problem {
+            None => ("ok", AnsiColor::Green),
+            Some(_) => ("PROBLEM", AnsiColor::Red),
+        };
+        let word = match color {
+            true => {
+                let style = Style::new().fg_color(Some(colour.into()));
+                format!("{style}{word:<7}{style:#}")
+            }
+            false => format!("{word:<7}"),
+        };
+        let problem = check
+            .problem
+            .as_deref()
+            .map(|problem| format!(": {}", escape_untrusted(problem)))
+            .unwrap_or_default();
+        out.push_str(&format!(" {word} {}{problem}\n", check.check));
+    }
+    let problems = diagnosis
+        .checks
+        .iter()
+        .filter(|c| c.problem.is_some())
+        .count();
+    out.push_str(&match problems {
+        0 => "all well\n".to_owned(),
+        1 => "1 problem\n".to_owned(),
+        n => format!("{n} problems\n"),
+    });
+    out
+}
+
+#[derive(Serialize)]
+struct JsonDiagnosis<'a> {
+    ok: bool,
+    settings: Vec<JsonSetting<'a>>,
+    checks: Vec<JsonCheck<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonSetting<'a> {
+    setting: &'static str,
+    value: &'a str,
+    origin: &'static str,
+    #[serde(rename = "where")]
+    place: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonCheck<'a> {
+    check: &'static str,
+    ok: bool,
+    problem: Option<&'a str>,
+}
+
+/// `doctor`'s findings as one JSON object on one line.
+pub fn diagnosis_json(diagnosis: &Diagnosis) -> String {
+    let document = JsonDiagnosis {
+        ok: diagnosis.ok(),
+        settings: diagnosis
+            .settings
+            .iter()
+            .map(|s| JsonSetting {
+                setting: s.setting,
+                value: &s.value,
+                origin: s.origin,
+                place: s.place.as_deref(),
+            })
+            .collect(),
+        checks: diagnosis
+            .checks
+            .iter()
+            .map(|c| JsonCheck {
+                check: c.check,
+                ok: c.problem.is_none(),
+                problem: c.problem.as_deref(),
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string(&document)
+        .unwrap_or_else(|err| unreachable!("serializing the diagnosis: {err}"));
+    text.push('\n');
+    text
 }

@@ -346,8 +346,12 @@ struct DeckyFields {
     unknown: Map<String, Value>,
 }
 
+/// DECNET 1.0.0's `DeckyConfig.build_base` default (`decnet/models.py`), pinned by digest.
+pub const DEFAULT_BUILD_BASE: &str =
+    "debian:bookworm-slim@sha256:f9c6a2fd2ddbc23e336b6257a5245e31f996953ef06cd13a59fa0a1df2d5c252";
+
 fn default_build_base() -> String {
-    "debian:bookworm-slim".to_owned()
+    DEFAULT_BUILD_BASE.to_owned()
 }
 
 fn default_nmap_os() -> String {
@@ -709,7 +713,12 @@ mod tests {
                 "base_image":"debian:bookworm-slim","hostname":"host-001"}]"#,
         )
         .expect("valid");
-        assert_eq!(fleet.deckies[0].config_json, SPEC_DECKY_CONFIG);
+        // SPEC §9's example has build_base written out; a decky without one gets DECNET 1.0.0's.
+        let expected = SPEC_DECKY_CONFIG.replace(
+            r#""build_base":"debian:bookworm-slim""#,
+            &format!(r#""build_base":"{DEFAULT_BUILD_BASE}""#),
+        );
+        assert_eq!(fleet.deckies[0].config_json, expected);
         assert_eq!(fleet.deckies[0].services_json, r#"["smtp_relay","ftp"]"#);
     }
 

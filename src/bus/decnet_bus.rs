@@ -41,13 +41,7 @@ pub async fn publish<'e>(
     events: &'e [Event],
 ) -> Result<Vec<&'e Event>, BusError> {
     let mut too_large = Vec::new();
-    let mut wire = Vec::new();
-    push_frame(
-        &mut wire,
-        "HELLO",
-        &format!("decnet-reconcile[{}]", std::process::id()),
-        b"",
-    );
+    let mut wire = hello("decnet-reconcile");
     for event in events {
         if fits("PUB", &event.channel, event.message.as_bytes()) {
             push_frame(&mut wire, "PUB", &event.channel, event.message.as_bytes());
@@ -59,12 +53,43 @@ pub async fn publish<'e>(
         return Ok(too_large);
     }
     push_frame(&mut wire, "BYE", "", b"");
-    let frames = events.len() - too_large.len();
+    exchange(socket, timeout, &wire, events.len() - too_large.len()).await?;
+    Ok(too_large)
+}
+
+/// Whether the bus takes a connection and reads a greeting to its end
+/// (`HELLO`, then `BYE`) within `timeout`, for `doctor`: nothing is published.
+pub async fn probe(socket: &Path, timeout: Duration) -> Result<(), BusError> {
+    let mut wire = hello("decnet-reconcile-doctor");
+    push_frame(&mut wire, "BYE", "", b"");
+    exchange(socket, timeout, &wire, 0).await
+}
+
+/// The `HELLO` frame that opens a connection, naming `client` and this process.
+fn hello(client: &str) -> Vec<u8> {
+    let mut wire = Vec::new();
+    push_frame(
+        &mut wire,
+        "HELLO",
+        &format!("{client}[{}]", std::process::id()),
+        b"",
+    );
+    wire
+}
+
+/// Sends `wire` (`frames` events among its frames) and waits for the bus to
+/// close the connection, within `timeout` in all.
+async fn exchange(
+    socket: &Path,
+    timeout: Duration,
+    wire: &[u8],
+    frames: usize,
+) -> Result<(), BusError> {
     let exchange = async {
         let mut stream = UnixStream::connect(socket)
             .await
             .map_err(BusError::Connect)?;
-        stream.write_all(&wire).await.map_err(BusError::Send)?;
+        stream.write_all(wire).await.map_err(BusError::Send)?;
         debug!(
             "{frames} event(s) written to {}; waiting for the bus to close the connection",
             crate::text::escape_untrusted(&socket.to_string_lossy())
@@ -83,8 +108,7 @@ pub async fn publish<'e>(
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .unwrap_or(Err(BusError::NoClose(timeout)))?;
-    Ok(too_large)
+        .unwrap_or(Err(BusError::NoClose(timeout)))
 }
 
 /// Whether DECNET's server accepts a frame of `verb args` with this body.

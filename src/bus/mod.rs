@@ -302,6 +302,14 @@ pub enum PublishError {
     DecnetBus(#[from] decnet_bus::BusError),
 }
 
+impl PublishError {
+    /// The bus refused this user: a permission, not a bus that is down.
+    pub fn permission_denied(&self) -> bool {
+        matches!(self, PublishError::DecnetBus(decnet_bus::BusError::Connect(err))
+            if err.kind() == std::io::ErrorKind::PermissionDenied)
+    }
+}
+
 /// Publishes `events` in order on one connection, within `timeout` in all,
 /// and returns those lost on their own (DECNET's bus refuses a frame over its
 /// size limits; sending it would lose every later event). Nothing to publish
@@ -320,6 +328,15 @@ async fn publish<'e>(
             Ok(Vec::new())
         }
         Bus::DecnetUnix(socket) => Ok(decnet_bus::publish(socket, timeout, events).await?),
+    }
+}
+
+/// Whether `bus` takes a connection within `timeout`, for `doctor`: DECNET's
+/// bus is greeted and left (`HELLO`, `BYE`), Redis answers `PING`. Nothing is published.
+pub async fn probe(bus: &Bus, timeout: Duration) -> Result<(), PublishError> {
+    match bus {
+        Bus::Redis(url) => Ok(redis::ping(url, timeout).await?),
+        Bus::DecnetUnix(socket) => Ok(decnet_bus::probe(socket, timeout).await?),
     }
 }
 

@@ -53,6 +53,26 @@ fn server_words(err: redis::RedisError) -> String {
 /// Publishes every event in one pipelined round trip, within `timeout` in all.
 /// On error none count as delivered.
 pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> Result<(), RedisFailure> {
+    let mut pipeline = redis::pipe();
+    for event in events {
+        pipeline.publish(&event.channel, &event.message).ignore();
+    }
+    exchange(url, timeout, pipeline).await
+}
+
+/// Whether Redis answers a `PING` within `timeout`, for `doctor`.
+pub async fn ping(url: &str, timeout: Duration) -> Result<(), RedisFailure> {
+    let mut pipeline = redis::pipe();
+    pipeline.cmd("PING").ignore();
+    exchange(url, timeout, pipeline).await
+}
+
+/// Sends `pipeline` in one round trip on a connection of its own, within `timeout` in all.
+async fn exchange(
+    url: &str,
+    timeout: Duration,
+    pipeline: redis::Pipeline,
+) -> Result<(), RedisFailure> {
     let exchange = async {
         let client = redis::Client::open(url)?;
         // redis-rs's own timers are a backstop, a second past ours, so that the
@@ -64,10 +84,6 @@ pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> Result<(
         let mut connection = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        let mut pipeline = redis::pipe();
-        for event in events {
-            pipeline.publish(&event.channel, &event.message).ignore();
-        }
         pipeline.query_async::<()>(&mut connection).await
     };
     match tokio::time::timeout(timeout, exchange).await {

@@ -7,9 +7,6 @@ use std::time::Duration;
 use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// The Redis the events go to when nothing names a bus.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
-
 /// One convergence pass over a DECNET host's state file, its fleet_deckies table
 /// and its Docker containers.
 #[derive(Debug, Parser)]
@@ -26,6 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Make one convergence pass (the default).
     Once,
+    /// Show every setting with where it came from, and check the state file, the
+    /// database, Docker, the bus and DECNET's own reconciler; writes nothing. Exit 0
+    /// when all is well, 1 otherwise, with one line per problem saying what to do.
+    Doctor,
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -37,38 +38,39 @@ pub enum Command {
 /// there may carry a password, and a help text is no place for configuration.
 #[derive(Debug, Args)]
 pub struct PassArgs {
-    /// The state file written by `decnet deploy`.
+    /// The state file written by `decnet deploy` [default: decnet-state.json in
+    /// DECNET's root, found under --decnet-dir].
     #[arg(
         long,
         env = "DECNET_STATE_FILE",
         value_name = "PATH",
-        default_value = "/var/lib/decnet/decnet-state.json",
         global = true,
         hide_env_values = true
     )]
-    pub state_file: PathBuf,
+    pub state_file: Option<PathBuf>,
 
-    /// DECNET's SQLite database.
+    /// DECNET's SQLite database, or a mysql:// URL [default: as DECNET chooses it:
+    /// DECNET_DB_TYPE and the other DECNET_DB_* variables, DECNET's ini, else
+    /// decnet.db in DECNET's root, found under --decnet-dir].
     #[arg(
         long,
         env = "DECNET_DB_PATH",
         value_name = "PATH",
-        default_value = "/var/lib/decnet/decnet.db",
         global = true,
         hide_env_values = true
     )]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
 
-    /// This host's id; rows of other hosts are never touched.
+    /// This host's id; rows of other hosts are never touched [default: DECNET's
+    /// ini ([agent] host-uuid), else local].
     #[arg(
         long,
         env = "DECNET_HOST_UUID",
         value_name = "ID",
-        default_value = "local",
         global = true,
         hide_env_values = true
     )]
-    pub host_uuid: String,
+    pub host_uuid: Option<String>,
 
     /// Docker Engine API endpoint.
     #[arg(
@@ -81,20 +83,20 @@ pub struct PassArgs {
     )]
     pub docker_host: String,
 
-    /// Redis URL of the event bus (see --bus for the order of precedence).
+    /// Redis URL of the event bus, used only when given (see --bus for the order of precedence).
     #[arg(
         long,
         env = "DECNET_REDIS_URL",
         value_name = "URL",
-        default_value = DEFAULT_REDIS_URL,
         global = true,
         hide_env_values = true
     )]
-    pub redis_url: String,
+    pub redis_url: Option<String>,
 
     /// The event bus: redis://… or DECNET's own bus, unix:///run/decnet/bus.sock.
-    /// Outranks --redis-url; without either, DECNET_BUS_ENABLED, DECNET_BUS_TYPE
-    /// and DECNET_BUS_SOCKET decide, as for DECNET itself.
+    /// Outranks --redis-url; without either, DECNET's bus as DECNET's workers
+    /// choose it: DECNET_BUS_ENABLED, DECNET_BUS_TYPE and DECNET_BUS_SOCKET from
+    /// the environment or DECNET's ini, else DECNET's default socket.
     #[arg(
         long,
         env = "DECNET_BUS_URL",
@@ -169,6 +171,29 @@ pub struct PassArgs {
         hide_env_values = true
     )]
     pub metrics_file: Option<PathBuf>,
+
+    /// DECNET's install dir, under which DECNET's root (its state file and SQLite
+    /// database) is found as DECNET finds it [default: /opt/decnet].
+    #[arg(
+        long,
+        env = "DECNET_INSTALL_DIR",
+        value_name = "PATH",
+        global = true,
+        hide_env_values = true
+    )]
+    pub decnet_dir: Option<PathBuf>,
+
+    /// Create the database and its fleet_deckies table when absent. Only for a
+    /// database DECNET never manages: DECNET creates its own schema with its
+    /// migrations on its first start, and cannot start on a table made by anyone else.
+    #[arg(
+        long,
+        env = "DECNET_RECONCILE_CREATE_TABLE",
+        value_parser = parse_switch,
+        global = true,
+        hide_env_values = true
+    )]
+    pub create_table: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,7 +255,7 @@ mod tests {
             Cli::try_parse_from(["decnet-reconcile", "once", "--dry-run", "--host-uuid", "h1"])
                 .expect("parses");
         assert!(cli.pass.dry_run);
-        assert_eq!(cli.pass.host_uuid, "h1");
+        assert_eq!(cli.pass.host_uuid.as_deref(), Some("h1"));
         assert!(matches!(cli.command, Some(Command::Once)));
     }
 

@@ -63,11 +63,11 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
-    /// The facts as this process sees them.
-    pub fn of_this_process() -> HostFacts {
+    /// The facts as this process sees them, with `home_variable` its `HOME`.
+    pub fn of_this_process(home_variable: Option<&std::ffi::OsStr>) -> HostFacts {
         HostFacts {
             runtime_dir_writable: writable_dir(Path::new(RUNTIME_DIR)),
-            home: home(std::env::var_os("HOME")),
+            home: home(home_variable.map(ToOwned::to_owned)),
         }
     }
 }

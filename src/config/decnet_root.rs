@@ -131,15 +131,17 @@ pub struct NotFound {
 }
 
 impl fmt::Display for NotFound {
+    /// One line, so that the journal keeps it whole: the places looked at, `; `-separated.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "found no DECNET installed under {} (name DECNET's install dir with --decnet-dir or \
-             DECNET_INSTALL_DIR, or give the state file and DB themselves); looked at:",
+             DECNET_INSTALL_DIR, or give the state file and DB themselves); looked at",
             self.install_dir.display()
         )?;
-        for look in &self.looked {
-            write!(f, "\n  {}: {}", look.place.display(), look.finding)?;
+        for (i, look) in self.looked.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            write!(f, "{sep}{}: {}", look.place.display(), look.finding)?;
         }
         Ok(())
     }

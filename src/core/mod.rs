@@ -3,6 +3,7 @@
 //! pass did. Plain data and rules only: no I/O, and no import of an adapter.
 //! Every rule of a pass lives in [`plan`].
 
+mod diagnosis;
 mod diff;
 pub mod plan;
 mod report;
@@ -10,6 +11,7 @@ mod report;
 use chrono::{NaiveDateTime, TimeDelta};
 use rustc_hash::FxHashMap;
 
+pub use diagnosis::{CheckResult, Diagnosis, ShownSetting};
 pub use diff::{changed_keys, services_delta, FieldDiff, KeyChange, ServicesDelta};
 pub use plan::{
     aggregate_state, plan, Action, Change, ChangeKind, ConfigColumns, ConfigUpdate, Counts,

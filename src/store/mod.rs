@@ -35,6 +35,29 @@ impl std::fmt::Display for DbTarget {
     }
 }
 
+/// Whose schema the database holds. DECNET's migrations create every table at
+/// DECNET's first start, with a plain `CREATE TABLE`, and fail for good on a
+/// table someone else made first (SPEC §3.2): so by default a pass creates
+/// neither the database nor its table, and refuses to run without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// DECNET's: an absent database or table is an error, and nothing is created.
+    Decnets,
+    /// `--create-table`, for a database DECNET never manages: a pass creates
+    /// the database and the table when absent (a dry run plans on an empty table).
+    CreateIfAbsent,
+}
+
+/// What `doctor` learns of a database, without writing to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspection {
+    /// The database exists (a SQLite file; on MySQL, a database the server let us use).
+    pub exists: bool,
+    pub has_fleet_deckies: bool,
+    /// DECNET's migrations' table: its presence says DECNET created the schema.
+    pub has_alembic_version: bool,
+}
+
 /// Whether the pass may write (a dry run may not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -52,7 +75,8 @@ trait Dialect {
     /// Keeps every other pass for `host` out until the connection ends, and
     /// opens the transaction (a read-only one for a dry run).
     async fn begin(&mut self, host: &str) -> Result<()>;
-    async fn table_exists(&mut self) -> Result<bool>;
+    /// Whether `table` exists in the database.
+    async fn table_exists(&mut self, table: &str) -> Result<bool>;
     /// Creates `fleet_deckies` with DECNET's DDL, inside the open transaction.
     async fn create_table(&mut self) -> Result<()>;
     async fn select_rows(&mut self, host: &str) -> Result<Vec<FleetRow>>;
@@ -66,17 +90,70 @@ trait Dialect {
 pub struct Store {
     dialect: Box<dyn Dialect>,
     access: Access,
+    schema: Schema,
+    /// The database as messages name it (no password).
+    name: String,
 }
 
 /// Opens `target` for one pass. Every wait of the pass on the database ends
 /// within `busy_timeout`, counted from now: one budget.
-pub async fn open(target: &DbTarget, access: Access, busy_timeout: Duration) -> Result<Store> {
+pub async fn open(
+    target: &DbTarget,
+    access: Access,
+    schema: Schema,
+    busy_timeout: Duration,
+) -> Result<Store> {
     let deadline = Instant::now() + busy_timeout;
     let dialect: Box<dyn Dialect> = match target {
-        DbTarget::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, access, deadline)?),
+        DbTarget::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, access, schema, deadline)?),
         DbTarget::MySql(target) => Box::new(mysql::MySql::connect(target, access, deadline).await?),
     };
-    Ok(Store { dialect, access })
+    Ok(Store {
+        dialect,
+        access,
+        schema,
+        name: target.to_string(),
+    })
+}
+
+/// Looks at `target` read-only, for `doctor`: whether it exists and holds
+/// DECNET's tables. Nothing is created, locked or written.
+pub async fn inspect(target: &DbTarget, busy_timeout: Duration) -> Result<Inspection> {
+    if let DbTarget::Sqlite(path) = target {
+        if sqlite::absent(path) {
+            return Ok(Inspection {
+                exists: false,
+                has_fleet_deckies: false,
+                has_alembic_version: false,
+            });
+        }
+        let [fleet_deckies, alembic_version] =
+            sqlite::tables_present(path, &["fleet_deckies", "alembic_version"])?[..]
+        else {
+            unreachable!("one answer per table asked")
+        };
+        return Ok(Inspection {
+            exists: true,
+            has_fleet_deckies: fleet_deckies,
+            has_alembic_version: alembic_version,
+        });
+    }
+    let mut store = open(target, Access::ReadOnly, Schema::Decnets, busy_timeout).await?;
+    Ok(Inspection {
+        exists: true,
+        has_fleet_deckies: store.dialect.table_exists("fleet_deckies").await?,
+        has_alembic_version: store.dialect.table_exists("alembic_version").await?,
+    })
+}
+
+/// Why a pass refuses a database without `fleet_deckies`.
+pub fn missing_table(database: &str) -> String {
+    format!(
+        "database {database} has no table fleet_deckies: DECNET creates its tables on its first \
+         start (any DECNET service, e.g. `decnet api`), and cannot start on a table made by anyone \
+         else, so nothing was created; start DECNET once, or point --db (DECNET_DB_*) at DECNET's \
+         database. For a database DECNET never manages, --create-table creates the table"
+    )
 }
 
 /// A private in-memory SQLite database holding DECNET's table and `rows`,
@@ -85,6 +162,8 @@ pub fn in_memory(rows: &[FleetRow]) -> Result<Store> {
     Ok(Store {
         dialect: Box::new(sqlite::Sqlite::in_memory(rows)?),
         access: Access::ReadWrite,
+        schema: Schema::Decnets,
+        name: ":memory:".to_owned(),
     })
 }
 
@@ -92,8 +171,11 @@ impl Store {
     /// Opens this host's transaction: no other pass for `host` writes until it ends.
     pub async fn begin(&mut self, host: &str) -> Result<Transaction<'_>> {
         self.dialect.begin(host).await?;
-        let has_table = match self.dialect.table_exists().await? {
+        let has_table = match self.dialect.table_exists("fleet_deckies").await? {
             true => true,
+            false if self.schema == Schema::Decnets => {
+                anyhow::bail!("{}", missing_table(&self.name))
+            }
             false if self.access == Access::ReadWrite => {
                 self.dialect.create_table().await?;
                 true

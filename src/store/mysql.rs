@@ -34,7 +34,7 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS `fleet_deckies` (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
 
 const TABLE_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.tables \
-     WHERE table_schema = DATABASE() AND table_name = 'fleet_deckies'";
+     WHERE table_schema = DATABASE() AND table_name = ?";
 
 const SELECT_HOST_ROWS: &str = "SELECT host_uuid, name, services, decky_config, decky_ip, state, \
      CAST(updated_at AS CHAR) FROM fleet_deckies WHERE host_uuid = ? ORDER BY name";
@@ -399,9 +399,9 @@ impl Dialect for MySql {
         self.start_transaction().await
     }
 
-    async fn table_exists(&mut self) -> Result<bool> {
+    async fn table_exists(&mut self, table: &str) -> Result<bool> {
         let deadline = self.answer_deadline();
-        let count: Option<i64> = answer(deadline, self.conn.query_first(TABLE_EXISTS))
+        let count: Option<i64> = answer(deadline, self.conn.exec_first(TABLE_EXISTS, (table,)))
             .await
             .map_err(|failure| self.fail("cannot read the schema", &failure))?;
         Ok(count.unwrap_or(0) > 0)

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{Access, Dialect, Param, RowWrite};
+use super::{Access, Dialect, Param, RowWrite, Schema};
 use crate::core::{FleetRow, StoreRules};
 
 /// DECNET's DDL, exactly as SPEC §9 gives it.
@@ -48,9 +48,15 @@ pub struct Sqlite {
 }
 
 impl Sqlite {
-    pub fn open(path: &Path, access: Access, lock_deadline: Instant) -> Result<Self> {
+    pub fn open(
+        path: &Path,
+        access: Access,
+        schema: Schema,
+        lock_deadline: Instant,
+    ) -> Result<Self> {
+        refuse_absent(path, schema)?;
         let conn = match access {
-            Access::ReadWrite => Some(open_for_writing(path)?),
+            Access::ReadWrite => Some(open_for_writing(path, schema)?),
             Access::ReadOnly => open_read_only(path)?,
         };
         let db = Sqlite {
@@ -61,6 +67,10 @@ impl Sqlite {
         };
         db.bound_lock_wait()?;
         if access == Access::ReadWrite {
+            if schema == Schema::Decnets && !db.has_table("fleet_deckies")? {
+                // Refused before the switch to WAL below rewrites the file's header.
+                anyhow::bail!("{}", super::missing_table(&path.display().to_string()));
+            }
             let conn = db.conn()?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(|err| db.describe(err, "cannot switch to WAL journal mode"))?;
@@ -129,16 +139,48 @@ impl Sqlite {
             .map_err(|err| self.describe(err, "cannot create fleet_deckies"))
     }
 
+    fn has_table(&self, table: &str) -> Result<bool> {
+        match &self.conn {
+            Some(conn) => {
+                table_in(conn, table).map_err(|err| self.describe(err, "cannot read the schema"))
+            }
+            None => Ok(false),
+        }
+    }
+
     fn describe(&self, err: rusqlite::Error, what: &str) -> anyhow::Error {
         describe_error(&self.path, err, what)
     }
 }
 
-/// Opens (creating the file if needed) for a pass that may write.
-fn open_for_writing(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+/// Whether no file is at `path` (a dangling symbolic link counts as none:
+/// SQLite would create its target).
+pub fn absent(path: &Path) -> bool {
+    matches!(std::fs::metadata(path), Err(err) if err.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// DECNET's database is DECNET's to create (SPEC §3.2): unless the pass may
+/// create it, an absent file is an error, before anything opens it.
+fn refuse_absent(path: &Path, schema: Schema) -> Result<()> {
+    if schema == Schema::Decnets && absent(path) {
+        anyhow::bail!(
+            "database {} does not exist: DECNET creates it on its first start (any DECNET \
+             service, e.g. `decnet api`), and cannot start on a database made by anyone else, so \
+             nothing was created; start DECNET once, or point --db at DECNET's database. For a \
+             database DECNET never manages, --create-table creates it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens for a pass that may write; creates the file only when the pass may create the schema.
+fn open_for_writing(path: &Path, schema: Schema) -> Result<Connection> {
+    let create = match schema {
+        Schema::CreateIfAbsent => OpenFlags::SQLITE_OPEN_CREATE,
+        Schema::Decnets => OpenFlags::empty(),
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | create | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     Connection::open_with_flags(literal_file_name(path), flags)
         .with_context(|| format!("cannot open database {}", path.display()))
 }
@@ -195,18 +237,8 @@ impl Dialect for Sqlite {
             .map_err(|err| self.describe(err, "cannot start the write transaction"))
     }
 
-    async fn table_exists(&mut self) -> Result<bool> {
-        let Some(conn) = &self.conn else {
-            return Ok(false);
-        };
-        conn.query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fleet_deckies'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()
-        .map(|found| found.is_some())
-        .map_err(|err| self.describe(err, "cannot read the schema"))
+    async fn table_exists(&mut self, table: &str) -> Result<bool> {
+        self.has_table(table)
     }
 
     async fn create_table(&mut self) -> Result<()> {
@@ -255,6 +287,43 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+/// Which of `tables` the database at `path` holds, for `doctor`, read
+/// without writing a byte: with no `-wal` beside it, all of it is in the main
+/// file, read immutable (as a dry run reads an idle database); with one,
+/// through the WAL with the `-shm` opened read-only (`readonly_shm`), so that
+/// not even the read marks every reader leaves in the `-shm` are written.
+pub fn tables_present(path: &Path, tables: &[&str]) -> Result<Vec<bool>> {
+    let uri = immutable_uri(path)
+        .with_context(|| format!("cannot resolve database path {}", path.display()))?;
+    let uri = match beside(path, "-wal").exists() {
+        true => uri.replace("?immutable=1", "?mode=ro&readonly_shm=1"),
+        false => uri,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(uri, flags)
+        .with_context(|| format!("cannot open database {} read-only", path.display()))?;
+    tables
+        .iter()
+        .map(|table| {
+            table_in(&conn, table)
+                .map_err(|err| describe_error(path, err, "cannot read the schema"))
+        })
+        .collect()
+}
+
+/// Whether the database holds `table`.
+fn table_in(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
 }
 
 /// `file:/absolute/path?immutable=1`, the path percent-encoded.
@@ -351,7 +420,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("decnet.db");
         let deadline = Instant::now() + Duration::from_secs(2);
-        let mut db = Sqlite::open(&path, Access::ReadWrite, deadline).expect("open");
+        Connection::open(&path)
+            .expect("create")
+            .execute_batch(CREATE_TABLE)
+            .expect("table");
+        let mut db =
+            Sqlite::open(&path, Access::ReadWrite, Schema::Decnets, deadline).expect("open");
         let holder = Connection::open(&path).expect("holder");
         holder
             .execute_batch("BEGIN IMMEDIATE")

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// Each top-level module of `src/` and its layer; a new module must be placed here.
-const LAYERS: [(&str, u8); 17] = [
+const LAYERS: [(&str, u8); 18] = [
     ("core", 0),
     ("text", 0),
     ("exit_codes", 0),
@@ -20,6 +20,7 @@ const LAYERS: [(&str, u8); 17] = [
     ("metrics", 2),
     ("config", 3),
     ("pass", 4),
+    ("doctor", 4),
     ("app", 5),
     ("lib", 6),
     ("main", 6),

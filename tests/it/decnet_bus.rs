@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fixture::{
-    assert_events_lost, closed_port, decky, driver, figure, finish, hanging_socket, line_matches,
-    on, stale_socket, Container, Env, Event, Hub, HEARTBEAT,
+    assert_events_lost, closed_port, decky, decnet, decnet_python, driver, figure, finish,
+    hanging_socket, line_matches, on, stale_socket, Container, Env, Event, Hub, HEARTBEAT,
 };
 
 /// Checks a DECNET `Event` as its subscriber rebuilt it: the channel, type and
@@ -525,8 +525,8 @@ fn a_bus_socket_left_by_a_dead_server_loses_the_events() {
     assert_bus_loses_events(&env, &url, "cannot connect: connection refused");
 }
 
-/// Lines 7, 8, 4 and 2 of the README's table, end to end: each pass reaches
-/// DECNET's bus only if that line chose it.
+/// Lines 9 (with and without DECNET_BUS_TYPE=unix), 4 and 2 of the README's
+/// table, end to end: each pass reaches DECNET's bus only if that line chose it.
 #[test]
 fn decnets_variables_and_ours_choose_decnets_bus_as_the_table_says() {
     let env = Env::new();
@@ -618,7 +618,7 @@ fn the_other_lines_of_the_table_choose_as_it_says() {
         .stderr_lines([&redis_failed])
         .run();
 
-    // Lines 6 and 9: DECNET's bus turned off, or its in-process one, publish nothing.
+    // Lines 6 and 7: DECNET's bus turned off, or its in-process one, publish nothing.
     for (short, var, value) in [
         ("disabled", "DECNET_BUS_ENABLED", "false"),
         ("fake", "DECNET_BUS_TYPE", "fake"),
@@ -632,9 +632,33 @@ fn the_other_lines_of_the_table_choose_as_it_says() {
         assert_eq!(out.json()["heartbeat"], Value::Null, "{short}");
     }
 
-    // Line 11: nothing set is the default Redis, the real one on 127.0.0.1:6379.
+    // Line 11: nothing set is DECNET's bus at the socket DECNET's own factory
+    // picks: in the home directory when /run/decnet is not a directory this
+    // user may write (the test asserts DECNET agrees), where DECNET's bus serves it.
+    let home = env.dir.path().join("home");
+    std::fs::create_dir_all(home.join(".decnet")).expect("mkdir ~/.decnet");
+    let hub = Hub::start(&home.join(".decnet"));
+    let decnets_choice = decnet(&decnet_python())
+        .env("HOME", &home)
+        .args([
+            "-c",
+            "from decnet.bus.factory import _default_socket_path as p; print(p())",
+        ])
+        .output()
+        .expect("DECNET's python");
+    assert_eq!(
+        String::from_utf8_lossy(&decnets_choice.stdout).trim(),
+        hub.socket.display().to_string(),
+        "DECNET's own default socket on this machine (is /run/decnet writable here?): {}",
+        String::from_utf8_lossy(&decnets_choice.stderr)
+    );
     let name = env.name("default");
-    let out = pass("default").events([(&name, "inserted")]).run();
+    let out = pass("default")
+        .env_var("HOME", &home)
+        .watch(&hub)
+        .args(["--bus-timeout", "5"])
+        .events([(&name, "inserted")])
+        .run();
     assert_eq!(out.json()["published"], 1);
 }
 
@@ -665,7 +689,10 @@ fn a_bad_bus_is_a_usage_error_naming_where_it_came_from() {
         .bus_by_environment()
         .env_var("DECNET_BUS_TYPE", "nats")
         .status(1)
-        .stderr("decnet-reconcile: error: DECNET_BUS_TYPE \"nats\" is not one of unix, fake\n")
+        .stderr(
+            "decnet-reconcile: error: DECNET_BUS_TYPE \"nats\" is not one of unix, fake \
+             (DECNET's workers refuse it too)\n",
+        )
         .run();
     assert_eq!(env.db_snapshot(), before, "nothing was written");
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use crate::fixture::{
-    create_decnet_sqlite, decky, docker_unknown, finish, run, sqlite_rows, Env, Test,
+    create_decnet_sqlite, decky, docker_unknown, finish, run, sqlite_rows, Env, Hub, Test,
 };
 
 /// A pass with work to do and something to log: one decky to insert, Docker
@@ -106,13 +106,16 @@ fn empty_variables_count_as_unset() {
         .args(["--dry-run", "--output", "json"])
         .run();
     assert_eq!(out.json()["docker"], "ok");
-    // DECNET_REDIS_URL= is the default Redis: the event is published.
+    // DECNET_REDIS_URL= is no Redis: DECNET's bus is used, as with the variable unset.
+    let hub = Hub::start(env.dir.path());
     let name = env.name("d");
     let out = env
         .test()
         .bus_by_environment()
+        .watch(&hub)
         .env_var("DECNET_REDIS_URL", "")
-        .args(["--redis-timeout", "1", "--output", "json"])
+        .env_var("DECNET_BUS_SOCKET", &hub.socket)
+        .args(["--bus-timeout", "5", "--output", "json"])
         .events([(&name, "inserted")])
         .run();
     assert_eq!(out.json()["published"], 1);
@@ -275,7 +278,7 @@ fn decnet_mysql_urls_with_charset_work_on_mariadb() {
         .args(["--db", &format!("{url}&ssl_mode=REQUIRED")])
         .status(1)
         .stderr(format!(
-            "decnet-reconcile: error: MySQL URL mysql+asyncmy://***:***@127.0.0.1:3306/{}\
+            "decnet-reconcile: error: --db: MySQL URL mysql+asyncmy://***:***@127.0.0.1:3306/{}\
              ?charset=utf8mb4&ssl_mode=REQUIRED: unknown parameter \"ssl_mode\" \
              (the one known is charset)\n",
             env.mysql_database

@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use crate::fixture::{command_line, run, tool};
+use crate::fixture::{command_line, resolved_default, run, tool};
 
 #[test]
 fn bash_completion_is_current() {
@@ -69,29 +69,41 @@ fn man_page_documents_every_option_and_its_environment_variable() {
     );
 }
 
-/// The settings the package turns on, uncommented in its defaults file: the
-/// heartbeat keeps DECNET's Workers panel green only when every pass sends it.
-const PACKAGED_SETTINGS: [(&str, &str); 1] = [("DECNET_RECONCILE_HEARTBEAT", "1")];
+/// The variables the packaged unit sets itself (`Environment=`), which the
+/// defaults file shows commented with the unit's value: the heartbeat keeps
+/// DECNET's Workers panel green only when every pass sends it.
+fn unit_settings() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/decnet-reconcile.service");
+    let unit = std::fs::read_to_string(&path).expect("read the service unit");
+    unit.lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .filter_map(|assignment| assignment.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
 
 /// packaging/decnet-reconcile.default (installed as /etc/default/decnet-reconcile)
 /// shows every variable of the command line, commented out with its default
-/// (or, for `PACKAGED_SETTINGS`, set to the package's value) and explained on
-/// the line above. It is written by hand, so it is checked rather than generated.
+/// (the unit's value for those the unit sets), and explained on the line
+/// above. It is written by hand, so it is checked rather than generated.
 #[test]
 fn defaults_file_lists_every_environment_variable_with_its_default() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/decnet-reconcile.default");
     let text = std::fs::read_to_string(&path).expect("read packaging/decnet-reconcile.default");
     let lines: Vec<&str> = text.lines().collect();
-    let packaged: Vec<String> = PACKAGED_SETTINGS
-        .iter()
-        .map(|(env, value)| format!("{env}={value}"))
-        .collect();
     for line in &lines {
         assert!(
-            line.is_empty() || line.starts_with('#') || packaged.iter().any(|p| p == line),
-            "everything else stays commented out, so the defaults are the binary's: {line:?}"
+            line.is_empty() || line.starts_with('#'),
+            "everything stays commented out, so the defaults are the binary's and the unit's: {line:?}"
         );
     }
+    let in_unit = unit_settings();
+    assert!(
+        in_unit
+            .iter()
+            .any(|(name, value)| name == "DECNET_RECONCILE_HEARTBEAT" && value == "1"),
+        "the unit turns the heartbeat on: {in_unit:?}"
+    );
     let command = command_line();
     let mut listed = 0;
     for arg in command.get_arguments() {
@@ -101,11 +113,13 @@ fn defaults_file_lists_every_environment_variable_with_its_default() {
             .get_default_values()
             .first()
             .map(|value| value.to_string_lossy().into_owned())
+            .or_else(|| resolved_default(&env).map(str::to_owned))
             .unwrap_or_default();
-        let expected = match PACKAGED_SETTINGS.iter().find(|(name, _)| *name == env) {
-            Some((_, value)) => format!("{env}={value}"),
-            None => format!("#{env}={default}"),
-        };
+        let default = in_unit
+            .iter()
+            .find(|(name, _)| *name == env)
+            .map_or(default, |(_, value)| value.clone());
+        let expected = format!("#{env}={default}");
         let at = lines
             .iter()
             .position(|line| *line == expected)
@@ -155,7 +169,7 @@ fn man_page() -> String {
     let mut page = String::from_utf8(page).expect("the man page is UTF-8");
     page.push_str(&subcommands_section(&command));
     page.push_str(EXIT_STATUS_SECTION);
-    page.push_str(&files_section(&command));
+    page.push_str(&files_section());
     page.push_str(EXAMPLES_SECTION);
     page.push_str(SEE_ALSO_SECTION);
     page
@@ -196,40 +210,55 @@ Only with \fB\-\-detailed\-exitcode\fR: changes were applied or, with
 \fB\-\-dry\-run\fR, planned.
 "#;
 
-/// The default paths come from the definition, so the page cannot drift.
-fn files_section(command: &clap::Command) -> String {
-    let default_of = |id: &str| -> String {
-        let arg = command
-            .get_arguments()
-            .find(|arg| arg.get_id() == id)
-            .expect("the argument exists");
-        let value = arg
-            .get_default_values()
-            .first()
-            .expect("the argument has a default");
-        escape(&value.to_string_lossy())
-    };
+/// DECNET's files as the tool finds them (the install dir's default comes
+/// from the library, so the page cannot drift).
+fn files_section() -> String {
+    let install_dir = escape(resolved_default("DECNET_INSTALL_DIR").expect("a default"));
     format!(
         r#".SH FILES
 .TP
-\fI{state}\fR
+\fI{install_dir}\fR
+DECNET's install dir (\fB\-\-decnet\-dir\fR). DECNET's root, which holds its state file
+and SQLite database, is found under it as DECNET finds it: the
+\fIvenv/lib/python3.X/site\-packages\fR of a pip install, or the checkout of an editable one.
+.TP
+\fIDECNET's root\fR\fB/decnet\-state.json\fR
 The state file, written by \fBdecnet deploy\fR.
 .TP
-\fI{db}\fR
-DECNET's SQLite database, with its table \fBfleet_deckies\fR.
+\fIDECNET's root\fR\fB/decnet.db\fR
+DECNET's SQLite database, with its table \fBfleet_deckies\fR. DECNET creates it on its
+first start; the tool never does, unless \fB\-\-create\-table\fR is given.
+.TP
+\fI/etc/decnet/decnet.ini\fR
+DECNET's configuration (or \fBDECNET_CONFIG\fR), read as DECNET reads it: its
+\fB[database]\fR, \fB[bus]\fR and, in agent mode, \fB[agent] host\-uuid\fR, below the environment.
+.TP
+\fI{install_dir}/.env.local\fR
+DECNET's secrets, read by \fBdecnet\-reconcile.service\fR as by every DECNET unit.
+.TP
+\fI/run/decnet/bus.sock\fR, \fI~/.decnet/bus.sock\fR
+DECNET's bus, where \fBdecnet bus\fR serves it: the first when \fI/run/decnet\fR is a
+directory the user may write, as DECNET's workers choose.
 .TP
 \fI/etc/default/decnet\-reconcile\fR
-The environment of \fBdecnet\-reconcile.service\fR: the variables above.
+The environment of \fBdecnet\-reconcile.service\fR: the variables above; it outranks
+DECNET's \fI.env.local\fR and ini.
 .TP
 \fI/usr/lib/systemd/system/decnet\-reconcile.timer\fR
 Starts \fBdecnet\-reconcile.service\fR, one quiet pass as user \fBdecnet\fR, every 30 seconds.
-"#,
-        state = default_of("state_file"),
-        db = default_of("db"),
+"#
     )
 }
 
 const EXAMPLES_SECTION: &str = r#".SH EXAMPLES
+See every setting, where it came from, and what is wrong, as the timer's user:
+.PP
+.RS 4
+.nf
+sudo \-u decnet decnet\-reconcile doctor
+.fi
+.RE
+.PP
 Preview what a pass would change, writing nothing:
 .PP
 .RS 4
@@ -243,6 +272,14 @@ Repair by hand, as the user the timer runs as:
 .RS 4
 .nf
 sudo \-u decnet decnet\-reconcile once
+.fi
+.RE
+.PP
+Keep a database DECNET never manages, creating it and its table on the first pass:
+.PP
+.RS 4
+.nf
+decnet\-reconcile \-\-state\-file fleet.json \-\-db fleet.db \-\-create\-table
 .fi
 .RE
 .PP

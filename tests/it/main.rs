@@ -8,6 +8,7 @@ mod fixture;
 mod architecture;
 mod broken_stdout;
 mod decnet_bus;
+mod decnet_host;
 mod environment;
 mod events;
 mod faults;

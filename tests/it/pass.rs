@@ -339,18 +339,102 @@ fn dry_run_changes_nothing(backend: Backend) {
         .run();
     assert_eq!(env.db_snapshot(), before, "the DB changed");
 
-    // Issue 14: on a DB without DECNET's table, a dry run creates nothing.
+    // Without DECNET's DB (or its table), a dry run refuses it as a pass
+    // would; with --create-table (a DB DECNET never manages) it previews the
+    // inserts into an empty table. Neither creates anything.
     let absent = Env::on(backend).without_db();
     absent
         .test()
         .state(&[decky(&absent.name("new"), &["ssh"])])
         .arg("--dry-run")
+        .status(1)
+        .stderr(no_decnet_db(&absent))
+        .run();
+    absent
+        .test()
+        .args(["--dry-run", "--create-table"])
         .stdout_ends_with("inserted=1 deleted=0 updated=0 (dry run)\n")
         .run();
     assert!(
         !absent.table_exists(),
         "a dry run created the DB or its table"
     );
+}
+
+/// The refusal of a pass on `env` without DECNET's DB (SQLite) or table (MySQL).
+fn no_decnet_db(env: &Env) -> String {
+    let advice =
+        "DECNET creates it on its first start (any DECNET service, e.g. `decnet api`), and \
+                  cannot start on a database made by anyone else, so nothing was created; start \
+                  DECNET once, or point --db at DECNET's database. For a database DECNET never \
+                  manages, --create-table creates it";
+    match env.backend {
+        Backend::Sqlite => format!(
+            "decnet-reconcile: error: database {} does not exist: {advice}\n",
+            env.db.display()
+        ),
+        Backend::MySql => format!(
+            "decnet-reconcile: error: database {} has no table fleet_deckies: DECNET creates its \
+             tables on its first start (any DECNET service, e.g. `decnet api`), and cannot start \
+             on a table made by anyone else, so nothing was created; start DECNET once, or point \
+             --db (DECNET_DB_*) at DECNET's database. For a database DECNET never manages, \
+             --create-table creates the table\n",
+            // The password is the user's name too: both are masked.
+            env.mysql_url()
+                .replace("decnet_test:decnet_test@", "***:***@")
+        ),
+    }
+}
+
+/// DECNET's schema is DECNET's (SPEC §3.2): a pass on an absent DB, or on a DB
+/// without `fleet_deckies`, exits 1 and creates nothing, not even an empty file;
+/// `--create-table` creates them, for a DB DECNET never manages.
+fn a_db_without_decnets_table_is_refused_and_nothing_is_created(backend: Backend) {
+    let env = Env::on(backend).without_db();
+    let name = env.name("d");
+    env.test()
+        .state(&[decky(&name, &["ssh"])])
+        .status(1)
+        .stderr(no_decnet_db(&env))
+        .run();
+    assert!(!env.table_exists(), "the pass created DECNET's table");
+    if backend == Backend::Sqlite {
+        let left: Vec<_> = std::fs::read_dir(env.dir.path())
+            .expect("dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .filter(|name| name.to_string_lossy().starts_with("decnet.db"))
+            .collect();
+        assert!(left.is_empty(), "the pass left {left:?}");
+        // A file that is there but holds another schema is refused the same way.
+        let other = rusqlite::Connection::open(&env.db).expect("create");
+        other
+            .execute_batch("CREATE TABLE unrelated (x)")
+            .expect("table");
+        drop(other);
+        let before = std::fs::read(&env.db).expect("read");
+        env.test()
+            .status(1)
+            .stderr(format!(
+                "decnet-reconcile: error: database {} has no table fleet_deckies: DECNET creates \
+                 its tables on its first start (any DECNET service, e.g. `decnet api`), and cannot \
+                 start on a table made by anyone else, so nothing was created; start DECNET once, \
+                 or point --db (DECNET_DB_*) at DECNET's database. For a database DECNET never \
+                 manages, --create-table creates the table\n",
+                env.db.display()
+            ))
+            .run();
+        assert!(
+            std::fs::read(&env.db).expect("read") == before,
+            "the refused pass changed the DB file"
+        );
+        env.remove_db();
+    }
+    env.test()
+        .arg("--create-table")
+        .stdout_ends_with("inserted=1 deleted=0 updated=0\n")
+        .run();
+    assert_eq!(env.names_of(&env.host), [name]);
+    env.test().stdout("inserted=0 deleted=0 updated=0\n").run();
 }
 
 fn detailed_exitcode_is_2_on_change_and_0_when_converged(backend: Backend) {
@@ -382,14 +466,12 @@ fn empty_host_uuid_is_refused(backend: Backend) {
         .stderr("decnet-reconcile: error: --host-uuid must not be empty\n")
         .run();
     assert_eq!(env.rows(), before);
+    // A typed id outranks the variable, so the refusal names the option.
     env.test()
         .env_var("DECNET_HOST_UUID", " ")
         .args(["--host-uuid", " "])
         .status(1)
-        .stderr(
-            "decnet-reconcile: error: DECNET_HOST_UUID is set but empty: \
-             set it to this host's id, or unset it for \"local\"\n",
-        )
+        .stderr("decnet-reconcile: error: --host-uuid must not be empty\n")
         .run();
     assert_eq!(env.rows(), before);
 }
@@ -509,6 +591,7 @@ on_both_backends!(
     config_drift_is_repaired_and_shown_as_updated,
     missing_state_file_deletes_this_hosts_rows,
     dry_run_changes_nothing,
+    a_db_without_decnets_table_is_refused_and_nothing_is_created,
     detailed_exitcode_is_2_on_change_and_0_when_converged,
     quiet_prints_nothing_when_converged,
     empty_host_uuid_is_refused,

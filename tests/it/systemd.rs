@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::fixture::{create_decnet_sqlite, decky, run, state_file_text, waits_of, Run, BINARY};
+use crate::fixture::{
+    create_decnet_sqlite, decky, run, state_file_text, waits_of, DecnetHost, Install, Run, BINARY,
+};
 
 const SERVICE: &str = "decnet-reconcile.service";
 const TIMER: &str = "decnet-reconcile.timer";
@@ -24,6 +26,8 @@ const PATH_UNIT: &str = "decnet-reconcile.path";
 /// Where the packaged unit writes its metrics (the directory of Debian's
 /// prometheus-node-exporter textfile collector).
 const METRICS_FILE: &str = "/var/lib/prometheus/node-exporter/decnet-reconcile.prom";
+/// The package's drop-in for DECNET 1.0's own reconciler.
+const DROP_IN: &str = "decnet-reconciler.service.d/50-decnet-reconcile.conf";
 /// The exposure SPEC §8 allows at most.
 const MAX_EXPOSURE: f64 = 1.5;
 /// `nobody`/`nogroup`: stands in for the package's `decnet` user, which this
@@ -105,6 +109,29 @@ fn service_is_a_quiet_oneshot_pass_as_an_unprivileged_docker_user() {
         ["-/opt/decnet/.env.local", "-/etc/default/decnet-reconcile"],
         "DECNET's secrets, then ours, which outrank them"
     );
+    // On by default, so that DECNET's Workers panel shows the reconciler, and
+    // the metrics where node-exporter reads them; the defaults file (an
+    // EnvironmentFile=, which outranks Environment=) can turn either off.
+    assert_eq!(
+        unit.values("Service", "Environment"),
+        [
+            "DECNET_RECONCILE_HEARTBEAT=1",
+            &format!("DECNET_RECONCILE_METRICS_FILE={METRICS_FILE}")
+        ]
+    );
+    // Read-only but for DECNET's install dir, which holds DECNET's root in
+    // both of DECNET's layouts (the DB and SQLite's -wal/-shm), and the bus's
+    // directory, so that DECNET's bus factory asks the same question here as
+    // in DECNET's workers (config/decnet_bus.rs, "the trap"), and
+    // node-exporter's textfile directory for the metrics.
+    assert_eq!(unit.values("Service", "ProtectSystem"), ["strict"]);
+    assert_eq!(
+        unit.values("Service", "ReadWritePaths"),
+        [
+            "-/opt/decnet -/run/decnet",
+            "-/var/lib/prometheus/node-exporter"
+        ]
+    );
     let timeout = unit.single("Service", "TimeoutStartSec");
     let seconds: u32 = timeout
         .strip_suffix('s')
@@ -132,6 +159,91 @@ fn service_is_a_quiet_oneshot_pass_as_an_unprivileged_docker_user() {
     assert!(
         unit.values("Install", "WantedBy").is_empty(),
         "the service is started by its timer, never enabled by itself"
+    );
+}
+
+/// Never two reconcilers: a pass stops DECNET 1.0's `decnet-reconciler.service`
+/// (`Conflicts=`), and the package's drop-in keeps it from starting while the
+/// timer is enabled: its condition is the very link `systemctl enable` makes.
+/// The drop-in is checked on DECNET's own unit, rendered as `decnet init`
+/// renders it, by `systemd-analyze verify`.
+#[test]
+fn decnets_own_reconciler_is_held_back_while_the_timer_is_enabled() {
+    let service = UnitFile::read(SERVICE);
+    assert_eq!(
+        service.words("Unit", "Conflicts"),
+        ["decnet-reconciler.service"]
+    );
+    assert!(
+        UnitFile::read(TIMER).values("Unit", "Conflicts").is_empty(),
+        "a Conflicts= on the timer would let decnet.target stop it for good"
+    );
+    let drop_in = UnitFile::read(DROP_IN);
+    let condition = drop_in.single("Unit", "ConditionPathExists");
+    let link = condition
+        .strip_prefix('!')
+        .unwrap_or_else(|| panic!("the condition is not a negation: {condition}"));
+
+    // `systemctl --root` enables offline, making the link a real enable makes.
+    let root = TempDir::new().expect("temp dir");
+    let units = root.path().join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    for name in [SERVICE, TIMER] {
+        std::fs::copy(repo_path(&format!("systemd/{name}")), units.join(name)).expect("copy");
+    }
+    let enabled = Command::new("systemctl")
+        .arg(format!("--root={}", root.path().display()))
+        .args(["enable", TIMER])
+        .output()
+        .expect("systemctl (Debian's systemd package)");
+    assert!(enabled.status.success(), "{enabled:?}");
+    let made = root.path().join(link.trim_start_matches('/'));
+    assert!(
+        made.symlink_metadata().is_ok_and(|meta| meta.is_symlink()),
+        "enabling the timer does not make {link}, the drop-in's condition"
+    );
+
+    // DECNET 1.0's unit, rendered as `decnet init` does (its venv: a stand-in
+    // script, since verify checks that ExecStart= can run), with the drop-in beside it.
+    let dir = TempDir::new().expect("temp dir");
+    let venv = dir.path().join("venv");
+    std::fs::create_dir_all(venv.join("bin")).expect("mkdir");
+    let decnet = venv.join("bin/decnet");
+    std::fs::write(&decnet, "#!/bin/sh\n").expect("write");
+    std::fs::set_permissions(&decnet, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let template = std::fs::read_to_string(repo_path(
+        "tests/decnet/deploy/decnet-reconciler.service.j2",
+    ))
+    .expect("DECNET's unit template");
+    let rendered = template
+        .replace("{{ user }}", "decnet")
+        .replace("{{ group }}", "decnet")
+        .replace("{{ install_dir }}", "/opt/decnet")
+        .replace("{{ venv_dir }}", &venv.display().to_string());
+    assert!(
+        !rendered.contains("{{"),
+        "a placeholder is left:\n{rendered}"
+    );
+    let units = dir.path().join("units");
+    std::fs::create_dir_all(units.join("decnet-reconciler.service.d")).expect("mkdir");
+    std::fs::write(units.join("decnet-reconciler.service"), rendered).expect("write");
+    std::fs::copy(
+        repo_path(&format!("systemd/{DROP_IN}")),
+        units.join(DROP_IN),
+    )
+    .expect("copy the drop-in");
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "decnet-reconciler.service"])
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", units.display()))
+        .env("SYSTEMD_COLORS", "0")
+        .output()
+        .expect(SYSTEMD_ANALYZE_MISSING);
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "systemd-analyze verify of DECNET's reconciler with the drop-in complained ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
@@ -394,6 +506,101 @@ exec "$@""#;
     assert!(text.contains("PUB system.reconciler.health\n"), "{text}");
 }
 
+/// What installing the package on a DECNET host and doing nothing else runs:
+/// the unit's `ExecStart=`, with the unit's `Environment=` and its
+/// `EnvironmentFile=`s (DECNET's `.env.local`, then the packaged defaults file,
+/// every line of which is commented out), as DECNET's user in the `docker`
+/// group, in the otherwise empty environment systemd gives a service. The host
+/// is a DECNET prefix (`tests/decnet/host.py`), owned by that user as `decnet
+/// init` leaves it; its install dir and ini are named as the drop-in of
+/// docs/operating.md names another install dir (`/opt/decnet` and
+/// `/etc/decnet/decnet.ini` are the defaults). The pass finds DECNET's files
+/// and bus, heartbeat and all: it prints its changes and nothing on stderr,
+/// and the next pass prints nothing.
+#[test]
+fn the_packaged_unit_makes_clean_passes_on_a_decnet_host_with_nothing_configured() {
+    assert!(
+        running_as_root(),
+        "this test runs the pass as the service user (as bash scripts/test runs it: as root)"
+    );
+    let host = DecnetHost::install(Install::Pip);
+    host.bus();
+    host.init_db();
+    host.save_state(1);
+    // As `decnet init` leaves a host: DECNET's files and its bus socket belong to its user.
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{SERVICE_UID}:{SERVICE_UID}")])
+        .arg(&host.install_dir)
+        .arg(&host.socket)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+
+    let unit = UnitFile::read(SERVICE);
+    let mut words = unit.exec_start();
+    words[0] = BINARY.to_owned();
+    let mut pass = Command::new("setpriv");
+    pass.args([
+        format!("--reuid={SERVICE_UID}"),
+        format!("--regid={SERVICE_UID}"),
+        format!("--groups={}", group_id("docker")),
+        "--".to_owned(),
+    ])
+    .args(&words)
+    .env_clear()
+    .env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+    .env("HOME", &host.install_dir)
+    .env("DECNET_INSTALL_DIR", &host.install_dir)
+    .env("DECNET_CONFIG", &host.ini)
+    .current_dir("/");
+    for assignment in unit.values("Service", "Environment") {
+        let (name, value) = assignment.split_once('=').expect("NAME=value");
+        pass.env(name, value);
+    }
+    for file in unit.values("Service", "EnvironmentFile") {
+        let file = file.trim_start_matches('-');
+        let path = match file.strip_prefix("/opt/decnet/") {
+            Some(rest) => host.install_dir.join(rest),
+            None if file == "/etc/default/decnet-reconcile" => {
+                repo_path("packaging/decnet-reconcile.default")
+            }
+            None => panic!("an EnvironmentFile= this test does not know: {file}"),
+        };
+        for (name, value) in environment_file(&path) {
+            pass.env(name, value);
+        }
+    }
+    let first = run(&mut pass);
+    assert_clean_exit(&first, "the first pass on the DECNET host");
+    assert!(
+        first.stdout.ends_with("inserted=1 deleted=0 updated=0\n"),
+        "{}",
+        first.stdout
+    );
+    let second = run(&mut pass);
+    assert_clean_exit(&second, "the converged pass on the DECNET host");
+    assert_eq!(
+        second.stdout, "",
+        "a converged pass under -q prints nothing"
+    );
+}
+
+/// The assignments of an environment file as systemd reads a simple one:
+/// `NAME=value` lines, `#` and `;` lines skipped.
+fn environment_file(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with(['#', ';']))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
 const SYSTEMD_ANALYZE_MISSING: &str =
     "cannot run systemd-analyze: install Debian's systemd package (bash scripts/services does)";
 const STRACE_MISSING: &str =
@@ -591,8 +798,8 @@ impl ServicePass {
         all.extend(wrapper.iter().cloned());
         all.extend(words);
         let mut cmd = Command::new(&all[0]);
-        // As an empty /etc/default/decnet-reconcile leaves it: the binary's
-        // defaults, less the paths and names of this test.
+        // As /etc/default/decnet-reconcile of a host whose bus is Redis leaves
+        // it, with the paths and names of this test.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("DECNET_") {
                 cmd.env_remove(name);
@@ -603,6 +810,8 @@ impl ServicePass {
             .env("DECNET_STATE_FILE", self.state_file())
             .env("DECNET_DB_PATH", self.dir.path().join("decnet.db"))
             .env("DECNET_HOST_UUID", &self.host)
+            .env("DECNET_REDIS_URL", "redis://127.0.0.1:6379/0")
+            .env("DECNET_CONFIG", self.dir.path().join("no-decnet.ini"))
             .env("DOCKER_HOST", "unix:///var/run/docker.sock")
             .env("DECNET_RECONCILE_METRICS_FILE", self.metrics_file());
         cmd

@@ -196,7 +196,7 @@ fn nothing_found_lists_every_place_looked() {
         "{message}"
     );
     assert!(
-        message.contains(&format!("\n  {}: absent", missing.display())),
+        message.ends_with(&format!("; looked at: {}: absent", missing.display())),
         "{message}"
     );
 
