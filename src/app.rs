@@ -52,6 +52,7 @@ fn run_task(task: Task, secrets: &Arc<Secrets>) -> Result<ExitCode> {
         }
         Task::Pass(config) => {
             log::init(config.verbosity.level(), secrets, config.colour.stderr);
+            announce_credentials(&config, secrets);
             let report = one_pass(&config)?;
             let code = ExitCode::for_pass(!report.plan.is_empty(), config.detailed_exitcode);
             match print_report(&config, &report, secrets) {
@@ -68,6 +69,17 @@ fn run_task(task: Task, secrets: &Arc<Secrets>) -> Result<ExitCode> {
                 },
             }
         }
+    }
+}
+
+/// Masks the passwords read from files from here on, like every secret of the
+/// invocation, and warns about the password files as `config` found them.
+fn announce_credentials(config: &Config, secrets: &Secrets) {
+    for password in &config.credentials.read_from_files {
+        secrets.learn(password.expose());
+    }
+    for warning in &config.credentials.warnings {
+        tracing::warn!("{warning}");
     }
 }
 

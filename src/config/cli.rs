@@ -155,6 +155,17 @@ pub struct PassArgs {
     /// More verbose logs on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// The CA certificate (PEM) that signs a rediss:// bus's certificate; without it,
+    /// the system's CAs. (MySQL's TLS is set in its URL: ssl-mode, ssl-ca, …)
+    #[arg(
+        long,
+        env = "DECNET_REDIS_CA",
+        value_name = "PATH",
+        global = true,
+        hide_env_values = true
+    )]
+    pub redis_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod cli;
+pub mod credentials;
 pub mod db;
 pub mod decnet_bus;
 pub mod decnet_ini;
@@ -23,7 +24,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
-use crate::bus::Bus;
+use crate::bus::{Bus, RedisAccess};
 use crate::store::DbTarget;
 use cli::{Cli, Command, OutputFormat, PassArgs};
 
@@ -114,6 +115,10 @@ pub struct Config {
     pub docker_host: String,
     /// Where events go; `None` with `--no-publish` (or DECNET's bus turned off).
     pub bus: Option<Bus>,
+    /// The CA and password file of a Redis bus.
+    pub redis_access: RedisAccess,
+    /// Passwords read from files (to mask) and what to warn about them.
+    pub credentials: credentials::Credentials,
     /// Publish a heartbeat after every pass that is not dry.
     pub heartbeat: bool,
     pub dry_run: bool,
@@ -299,12 +304,18 @@ impl Config {
             },
             env,
         )?;
+        let db = db::choose(setting(args.db, matches, "db"), env)?;
+        let redis_ca = setting(args.redis_ca, matches, "redis_ca");
+        let (db, redis_access, credentials) =
+            credentials::resolve(db, bus.as_ref(), redis_ca, env)?;
         Ok(Config {
             state_file: args.state_file,
-            db: db::choose(setting(args.db, matches, "db"), env)?,
+            db,
             host_uuid: args.host_uuid,
             docker_host: args.docker_host,
             bus,
+            redis_access,
+            credentials,
             heartbeat: args.heartbeat,
             dry_run: args.dry_run,
             output: match args.output {
