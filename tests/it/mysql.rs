@@ -8,7 +8,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 
 use crate::fixture::{
-    closed_port, decky, figure, finish, mysql_connect, Env, Subscriber, MARIADB_DDL,
+    closed_port, decky, figure, finish, mysql_connect, Env, RedisServer, Subscriber, MARIADB_DDL,
 };
 
 /// Issue 14: the tool will refuse to create the table; today it creates
@@ -158,7 +158,10 @@ fn two_hosts_reconcile_side_by_side_on_one_database() {
         format!("host-a-{}", env.prefix),
         format!("host-b-{}", env.prefix),
     ];
-    let mut subscribers: Vec<Subscriber> = hosts.iter().map(|h| Subscriber::redis(h)).collect();
+    let mut subscribers: Vec<Subscriber> = hosts
+        .iter()
+        .map(|h| Subscriber::redis(h, &RedisServer::plain()))
+        .collect();
     let state_files: Vec<_> = hosts
         .iter()
         .map(|host| env.dir.path().join(format!("{host}.json")))
