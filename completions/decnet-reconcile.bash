@@ -41,7 +41,7 @@ _decnet__reconcile() {
 
     case "${cmd}" in
         decnet__reconcile)
-            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --help --version once completions help"
+            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --redis-ca --help --version once completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -91,6 +91,10 @@ _decnet__reconcile() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --redis-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -99,7 +103,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__completions)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --help bash elvish fish powershell zsh"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --redis-ca --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,6 +150,10 @@ _decnet__reconcile() {
                     return 0
                     ;;
                 --db-busy-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -213,7 +221,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__once)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --help"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --redis-ca --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -260,6 +268,10 @@ _decnet__reconcile() {
                     return 0
                     ;;
                 --db-busy-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_decnet_reconcile_global_optspecs
-    string join \n state-file= db= host-uuid= docker-host= redis-url= bus= heartbeat no-publish dry-run output= detailed-exitcode docker-timeout= bus-timeout= db-busy-timeout= q/quiet v/verbose h/help V/version
+    string join \n state-file= db= host-uuid= docker-host= redis-url= bus= heartbeat no-publish dry-run output= detailed-exitcode docker-timeout= bus-timeout= db-busy-timeout= q/quiet v/verbose redis-ca= h/help V/version
 end
 
 function __fish_decnet_reconcile_needs_command
@@ -35,6 +35,7 @@ json\t''"
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l bus-timeout -l redis-timeout -d 'Longest wait for the event bus before events count as lost' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l redis-ca -d 'The CA certificate (PEM) that signs a rediss:// bus\'s certificate; without it, the system\'s CAs. (MySQL\'s TLS is set in its URL: ssl-mode, ssl-ca, …)' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l dry-run -d 'Compute and print the plan; change nothing'
@@ -57,6 +58,7 @@ json\t''"
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l bus-timeout -l redis-timeout -d 'Longest wait for the event bus before events count as lost' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l redis-ca -d 'The CA certificate (PEM) that signs a rediss:// bus\'s certificate; without it, the system\'s CAs. (MySQL\'s TLS is set in its URL: ssl-mode, ssl-ca, …)' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l dry-run -d 'Compute and print the plan; change nothing'
@@ -75,6 +77,7 @@ json\t''"
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l docker-timeout -d 'Longest wait for Docker before its state counts as unknown' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l bus-timeout -l redis-timeout -d 'Longest wait for the event bus before events count as lost' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l redis-ca -d 'The CA certificate (PEM) that signs a rediss:// bus\'s certificate; without it, the system\'s CAs. (MySQL\'s TLS is set in its URL: ssl-mode, ssl-ca, …)' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l dry-run -d 'Compute and print the plan; change nothing'

@@ -250,11 +250,16 @@ impl Secrets {
     }
 }
 
+/// Whether a variable's value is a secret by its name. `*_FILE` variables
+/// (`DECNET_DB_PASSWORD_FILE`, the container convention) hold the path of a
+/// secret, which messages about the file must be able to show; the secret
+/// read from it is learned then.
 fn is_secret_variable(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN"]
-        .iter()
-        .any(|word| name.contains(word))
+    !name.ends_with("_FILE")
+        && ["PASSWORD", "PASSWD", "SECRET", "TOKEN"]
+            .iter()
+            .any(|word| name.contains(word))
 }
 
 fn found_in_url(text: &str, found: &mut Vec<String>) {
@@ -338,6 +343,22 @@ mod tests {
             assert_eq!(secrets.mask(&format!("<{text}>")), "<***>", "{text}");
         }
         assert_eq!(secrets.mask("/root"), "/root");
+    }
+
+    #[test]
+    fn the_path_of_a_password_file_is_no_secret() {
+        let secrets = Secrets::of_invocation(
+            [],
+            [
+                ("DECNET_DB_PASSWORD_FILE".into(), "/etc/decnet/db-pw".into()),
+                (
+                    "DECNET_REDIS_PASSWORD".into(),
+                    "/not/a/path/but/a/pw".into(),
+                ),
+            ],
+        );
+        assert_eq!(secrets.mask("/etc/decnet/db-pw"), "/etc/decnet/db-pw");
+        assert_eq!(secrets.mask("/not/a/path/but/a/pw"), "***");
     }
 
     #[test]

@@ -2,16 +2,12 @@
 //! commit, in DECNET's envelope; none for a quiet or dry pass; faults are
 //! warnings. Each test that publishes runs in plaintext and over TLS.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::fixture::{
-    assert_events_lost, closed_port, decky, hanging_tcp, Backend, Container, Env, Event, HEARTBEAT,
-    REDIS_NO_ANSWER, SECRET,
+    assert_events_lost, closed_port, decky, hanging_tcp, Backend, Container, Env, Event,
+    PrivateRedis, HEARTBEAT, REDIS_NO_ANSWER, SECRET,
 };
 use crate::in_plaintext_and_over_tls;
 
@@ -108,70 +104,6 @@ fn config_repair_is_announced_as_config_changed(backend: Backend) {
     let payload = assert_envelope(&out.events[0], &env.host, &name);
     assert_eq!(payload["state"], "torn_down");
     assert!(payload.get("previous_state").is_none());
-}
-
-/// A private Redis, so that connection counts are this test's alone.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is required (scripts/services installs it)");
-        let redis = PrivateRedis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.connection_count().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// `total_connections_received`, read on a fresh connection (which adds one).
-    fn connection_count(&self) -> Option<u64> {
-        let client = redis::Client::open(self.url()).ok()?;
-        let mut connection = client.get_connection().ok()?;
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query(&mut connection)
-            .ok()?;
-        info.lines()
-            .find_map(|line| line.strip_prefix("total_connections_received:"))
-            .and_then(|count| count.trim().parse().ok())
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
