@@ -65,26 +65,26 @@ fn every_ssl_mode_against_servers_with_and_without_tls() {
         for mode in MODES {
             let (url, shown) = mysql_url(port, &db.name, &mode_query(mode, &ca));
             let checked = format!(
-                "over TLS, its certificate checked against ssl-ca {} (ssl-mode={mode})",
+                "over TLS, its certificate checked against ssl-ca {} under ssl-mode={mode}",
                 ca.display()
             );
-            let unchecked = format!("over TLS, its certificate unchecked (ssl-mode={mode})");
+            let unchecked = format!("over TLS, its certificate unchecked under ssl-mode={mode}");
             let (status, line) = match (server, mode) {
                 (MariaDb::TlsRequired, "DISABLED") => (
                     1,
                     refused(
                         &shown,
                         "the server answered error 1045, \"Access denied for user …\" (the \
-                         connection was plaintext, ssl-mode=DISABLED: a server that requires TLS \
+                         connection was plaintext under ssl-mode=DISABLED: a server that requires TLS \
                          answers so too)",
                     ),
                 ),
-                (_, "DISABLED") => (0, connected(&shown, "in plaintext (ssl-mode=DISABLED)")),
+                (_, "DISABLED") => (0, connected(&shown, "in plaintext under ssl-mode=DISABLED")),
                 (MariaDb::Plain, "PREFERRED") => (
                     0,
                     connected(
                         &shown,
-                        "in plaintext: the server offers no TLS (ssl-mode=PREFERRED)",
+                        "in plaintext, the server offering no TLS, under ssl-mode=PREFERRED",
                     ),
                 ),
                 (MariaDb::Plain, _) => (
@@ -128,7 +128,7 @@ fn a_certificate_that_does_not_verify_is_refused_in_plain_words() {
             port(MariaDb::Tls),
             format!("?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", other.display()),
             format!(
-                "(ssl-mode=VERIFY_IDENTITY): its certificate is not signed by the CA in ssl-ca {}",
+                "under ssl-mode=VERIFY_IDENTITY: its certificate is not signed by the CA in ssl-ca {}",
                 other.display()
             ),
         ),
@@ -136,38 +136,38 @@ fn a_certificate_that_does_not_verify_is_refused_in_plain_words() {
             port(MariaDb::Tls),
             format!("?ssl-mode=VERIFY_CA&ssl-ca={}", other.display()),
             format!(
-                "(ssl-mode=VERIFY_CA): its certificate is not signed by the CA in ssl-ca {}",
+                "under ssl-mode=VERIFY_CA: its certificate is not signed by the CA in ssl-ca {}",
                 other.display()
             ),
         ),
         (
             port(MariaDb::WrongName),
             format!("?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.display()),
-            "(ssl-mode=VERIFY_IDENTITY): its certificate is for wrong-name.invalid, not localhost"
+            "under ssl-mode=VERIFY_IDENTITY: its certificate is for wrong-name.invalid, not localhost"
                 .to_owned(),
         ),
         (
             port(MariaDb::WrongName),
             format!("?ssl_ca={}", ca.display()),
-            "(ssl-mode=VERIFY_IDENTITY, by ssl_ca): its certificate is for wrong-name.invalid, \
+            "under ssl-mode=VERIFY_IDENTITY (implied by ssl_ca): its certificate is for wrong-name.invalid, \
              not localhost"
                 .to_owned(),
         ),
         (
             port(MariaDb::Expired),
             format!("?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.display()),
-            "(ssl-mode=VERIFY_IDENTITY): its certificate expired on 2020-01-02 00:00:00 UTC"
+            "under ssl-mode=VERIFY_IDENTITY: its certificate expired on 2020-01-02 00:00:00 UTC"
                 .to_owned(),
         ),
         (
             port(MariaDb::Expired),
             format!("?ssl-mode=VERIFY_CA&ssl-ca={}", ca.display()),
-            "(ssl-mode=VERIFY_CA): its certificate expired on 2020-01-02 00:00:00 UTC".to_owned(),
+            "under ssl-mode=VERIFY_CA: its certificate expired on 2020-01-02 00:00:00 UTC".to_owned(),
         ),
         (
             port(MariaDb::Tls),
             "?ssl-mode=VERIFY_IDENTITY".to_owned(),
-            "(ssl-mode=VERIFY_IDENTITY): its certificate is not signed by a CA this system \
+            "under ssl-mode=VERIFY_IDENTITY: its certificate is not signed by a CA this system \
              trusts (name its CA with ssl-ca)"
                 .to_owned(),
         ),
@@ -235,7 +235,7 @@ fn without_a_ca_file_the_systems_cas_are_trusted() {
         .events([(&name, "inserted")])
         .stderr_lines([connected(
             &shown,
-            "over TLS, its certificate checked against this system's CAs (ssl-mode=VERIFY_IDENTITY)",
+            "over TLS, its certificate checked against this system's CAs under ssl-mode=VERIFY_IDENTITY",
         )])
         .run();
     assert_eq!(out.json()["published"], 1, "delivered over TLS");

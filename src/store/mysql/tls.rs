@@ -256,7 +256,8 @@ impl TlsSettings {
     /// `ssl-mode=X`, and what implied it when the URL did not say.
     pub fn describe(&self) -> String {
         match self.implied_by {
-            Some(implied_by) => format!("ssl-mode={}, by {implied_by}", self.mode),
+            Some("the default") => format!("ssl-mode={} (the default)", self.mode),
+            Some(implied_by) => format!("ssl-mode={} (implied by {implied_by})", self.mode),
             None => format!("ssl-mode={}", self.mode),
         }
     }
@@ -383,12 +384,12 @@ pub fn explain(err: &mysql_async::Error, settings: &TlsSettings) -> Option<Strin
     if let Some(refused) = tls::find_rustls_error(err) {
         let hint = match settings.implied_by {
             Some("the default") => {
-                "; ssl-mode=DISABLED connects without TLS, if this network may see the traffic"
+                "; ssl-mode=DISABLED connects without TLS, where plaintext is acceptable"
             }
             _ => "",
         };
         return Some(format!(
-            "TLS with the server failed ({mode}): {}{hint}",
+            "TLS with the server failed under {mode}: {}{hint}",
             tls::explain(refused, settings.trust())
         ));
     }
@@ -397,8 +398,8 @@ pub fn explain(err: &mysql_async::Error, settings: &TlsSettings) -> Option<Strin
             if server.code == ACCESS_DENIED && settings.mode == SslMode::Disabled =>
         {
             Some(format!(
-                "the server answered error {ACCESS_DENIED}, \"{}\" (the connection was plaintext, \
-                 {mode}: a server that requires TLS answers so too)",
+                "the server answered error {ACCESS_DENIED}, \"{}\" (the connection was plaintext \
+                 under {mode}: a server that requires TLS answers so too)",
                 crate::text::escape_untrusted(&server.message)
             ))
         }
@@ -410,21 +411,21 @@ pub fn explain(err: &mysql_async::Error, settings: &TlsSettings) -> Option<Strin
 pub fn connected_words(settings: &TlsSettings, negotiated: Negotiated) -> String {
     let mode = settings.describe();
     match negotiated {
-        Negotiated::Plaintext => format!("in plaintext ({mode})"),
+        Negotiated::Plaintext => format!("in plaintext under {mode}"),
         Negotiated::PlaintextFallback => {
-            format!("in plaintext: the server offers no TLS ({mode})")
+            format!("in plaintext, the server offering no TLS, under {mode}")
         }
         Negotiated::Tls => match (settings.mode, &settings.ca) {
             (SslMode::Preferred | SslMode::Required, _) => {
-                format!("over TLS, its certificate unchecked ({mode})")
+                format!("over TLS, its certificate unchecked under {mode}")
             }
             (_, Some(ca)) => format!(
-                "over TLS, its certificate checked against {} {} ({mode})",
+                "over TLS, its certificate checked against {} {} under {mode}",
                 ca.name,
                 shown(&ca.path)
             ),
             (_, None) => {
-                format!("over TLS, its certificate checked against this system's CAs ({mode})")
+                format!("over TLS, its certificate checked against this system's CAs under {mode}")
             }
         },
     }
@@ -454,7 +455,7 @@ mod tests {
 
     #[test]
     fn no_parameter_is_preferred_by_default() {
-        assert_eq!(mode_of(&[]), "ssl-mode=PREFERRED, by the default");
+        assert_eq!(mode_of(&[]), "ssl-mode=PREFERRED (the default)");
     }
 
     #[test]
@@ -480,23 +481,23 @@ mod tests {
     fn sqlalchemy_spellings_imply_the_mode_as_pymysql_reads_them() {
         assert_eq!(
             mode_of(&[("ssl_ca", "/ca.pem")]),
-            "ssl-mode=VERIFY_IDENTITY, by ssl_ca"
+            "ssl-mode=VERIFY_IDENTITY (implied by ssl_ca)"
         );
         assert_eq!(
             mode_of(&[("ssl-ca", "/ca.pem")]),
-            "ssl-mode=VERIFY_IDENTITY, by ssl-ca"
+            "ssl-mode=VERIFY_IDENTITY (implied by ssl-ca)"
         );
         assert_eq!(
             mode_of(&[("ssl_ca", "/ca.pem"), ("ssl_check_hostname", "false")]),
-            "ssl-mode=VERIFY_CA, by ssl_check_hostname"
+            "ssl-mode=VERIFY_CA (implied by ssl_check_hostname)"
         );
         assert_eq!(
             mode_of(&[("ssl_ca", "/ca.pem"), ("ssl_check_hostname", "True")]),
-            "ssl-mode=VERIFY_IDENTITY, by ssl_ca"
+            "ssl-mode=VERIFY_IDENTITY (implied by ssl_ca)"
         );
         assert_eq!(
             mode_of(&[("ssl_cert", "/c.pem"), ("ssl_key", "/c.key")]),
-            "ssl-mode=REQUIRED, by ssl-cert"
+            "ssl-mode=REQUIRED (implied by ssl-cert)"
         );
     }
 
