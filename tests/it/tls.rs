@@ -244,7 +244,8 @@ fn without_a_ca_file_the_systems_cas_are_trusted() {
 
 /// The user that must present a certificate signed by the test CA gets in with
 /// ssl-cert and ssl-key (an EC key in PKCS#8, which mysql_async 0.36 could not
-/// read), and not without them; a key file that is not there is named.
+/// read, and an RSA key in PKCS#1), and not without them; a key file that is
+/// not there is named.
 #[test]
 fn a_client_certificate_logs_in_the_user_that_requires_one() {
     let servers = tls_servers();
@@ -262,16 +263,19 @@ fn a_client_certificate_logs_in_the_user_that_requires_one() {
         )
     };
     let shown = format!("mysql://{user}:***@localhost:{port}/{}", db.name);
-    env.test()
-        .args([
-            "--db",
-            &url(&format!(
-                "&ssl-cert={}&ssl-key={}",
-                cert.display(),
-                key.display()
-            )),
-        ])
-        .run();
+    for (cert, key) in [(cert.clone(), key), servers.client_rsa()] {
+        env.test()
+            .context(key.display())
+            .args([
+                "--db",
+                &url(&format!(
+                    "&ssl-cert={}&ssl-key={}",
+                    cert.display(),
+                    key.display()
+                )),
+            ])
+            .run();
+    }
     assert_eq!(db.rows().len(), 1);
     env.test()
         .args(["--db", &url("")])
@@ -387,8 +391,7 @@ fn no_password_or_row_text_crosses_the_wire_with_tls_on() {
         let tag = uuid_tag();
         let (name, password) = (format!("wm-{tag}"), format!("wp-{tag}"));
         let redis = PrivateRedis::with(Some(&password), tls);
-        let mut server = redis.server();
-        server.url = server.url.replacen("://", &format!("://:{password}@"), 1);
+        let server = redis.server_with_password();
         let mysql_port = match tls {
             true => tls_servers().mysql_port(MariaDb::TlsRequired),
             false => tls_servers().mysql_port(MariaDb::Plain),
@@ -619,10 +622,7 @@ fn the_redis_password_comes_from_a_file_or_a_credential_after_the_url() {
         "credential",
     );
     let wrong = password_file(env.dir.path(), "wrong", "not-the-password", 0o600);
-    let mut with_password = redis.server();
-    with_password.url = with_password
-        .url
-        .replacen("://", &format!("://:{password}@"), 1);
+    let with_password = redis.server_with_password();
     let out = env
         .test()
         .state(&[decky(&env.name("url"), &["ssh"])])

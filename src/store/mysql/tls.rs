@@ -280,7 +280,7 @@ impl TlsSettings {
 /// text hold it: the chain and the dates are checked first (webpki checks the
 /// name last), so only a name mismatch is skipped. The cost: this is the SNI
 /// the server sees (MySQL servers ignore it). Remove once a mysql_async
-/// release has blackbeam/mysql_async#408; `tests/it/mysql_tls.rs` proves
+/// release has blackbeam/mysql_async#408; `tests/it/tls.rs` proves
 /// VERIFY_CA against a certificate for another name either way.
 const VERIFY_CA_NAME: &str = "NotValidForName.invalid";
 
