@@ -47,7 +47,7 @@ _decnet__reconcile() {
 
     case "${cmd}" in
         decnet__reconcile)
-            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help --version once doctor completions help"
+            opts="-q -v -h -V --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --redis-ca --help --version once doctor completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -105,6 +105,10 @@ _decnet__reconcile() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --redis-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -113,7 +117,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__completions)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help bash elvish fish powershell zsh"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --redis-ca --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -168,6 +172,10 @@ _decnet__reconcile() {
                     return 0
                     ;;
                 --decnet-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -179,7 +187,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__doctor)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --redis-ca --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,6 +242,10 @@ _decnet__reconcile() {
                     return 0
                     ;;
                 --decnet-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -315,7 +327,7 @@ _decnet__reconcile() {
             return 0
             ;;
         decnet__subcmd__reconcile__subcmd__once)
-            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --help"
+            opts="-q -v -h --state-file --db --host-uuid --docker-host --redis-url --bus --heartbeat --no-publish --dry-run --output --detailed-exitcode --docker-timeout --redis-timeout --bus-timeout --db-busy-timeout --quiet --verbose --metrics-file --decnet-dir --create-table --redis-ca --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -370,6 +382,10 @@ _decnet__reconcile() {
                     return 0
                     ;;
                 --decnet-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

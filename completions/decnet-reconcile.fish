@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_decnet_reconcile_global_optspecs
-    string join \n state-file= db= host-uuid= docker-host= redis-url= bus= heartbeat no-publish dry-run output= detailed-exitcode docker-timeout= bus-timeout= db-busy-timeout= q/quiet v/verbose metrics-file= decnet-dir= create-table h/help V/version
+    string join \n state-file= db= host-uuid= docker-host= redis-url= bus= heartbeat no-publish dry-run output= detailed-exitcode docker-timeout= bus-timeout= db-busy-timeout= q/quiet v/verbose metrics-file= decnet-dir= create-table redis-ca= h/help V/version
 end
 
 function __fish_decnet_reconcile_needs_command
@@ -37,6 +37,7 @@ complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l bus-t
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l metrics-file -d 'Prometheus metrics of every pass that is not dry, written to this file for node_exporter\'s textfile collector; empty: none' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l decnet-dir -d 'DECNET\'s install dir, under which DECNET\'s root (its state file and SQLite database) is found as DECNET finds it [default: /opt/decnet]' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l redis-ca -d 'The CA certificate (PEM) that signs a rediss:// bus\'s certificate; without it, the system\'s CAs. (MySQL\'s TLS is set in its URL: ssl-mode, ssl-ca, …)' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_needs_command" -l dry-run -d 'Compute and print the plan; change nothing'
@@ -63,6 +64,7 @@ complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" 
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l metrics-file -d 'Prometheus metrics of every pass that is not dry, written to this file for node_exporter\'s textfile collector; empty: none' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l decnet-dir -d 'DECNET\'s install dir, under which DECNET\'s root (its state file and SQLite database) is found as DECNET finds it [default: /opt/decnet]' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l redis-ca -d 'The CA certificate (PEM) that signs a rediss:// bus\'s certificate; without it, the system\'s CAs. (MySQL\'s TLS is set in its URL: ssl-mode, ssl-ca, …)' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand once" -l dry-run -d 'Compute and print the plan; change nothing'
@@ -84,6 +86,7 @@ complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor" -l metrics-file -d 'Prometheus metrics of every pass that is not dry, written to this file for node_exporter\'s textfile collector; empty: none' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor" -l decnet-dir -d 'DECNET\'s install dir, under which DECNET\'s root (its state file and SQLite database) is found as DECNET finds it [default: /opt/decnet]' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor" -l redis-ca -d 'The CA certificate (PEM) that signs a rediss:// bus\'s certificate; without it, the system\'s CAs. (MySQL\'s TLS is set in its URL: ssl-mode, ssl-ca, …)' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand doctor" -l dry-run -d 'Compute and print the plan; change nothing'
@@ -105,6 +108,7 @@ complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand comple
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l db-busy-timeout -d 'Longest wait for another writer\'s lock on the database' -r
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l metrics-file -d 'Prometheus metrics of every pass that is not dry, written to this file for node_exporter\'s textfile collector; empty: none' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l decnet-dir -d 'DECNET\'s install dir, under which DECNET\'s root (its state file and SQLite database) is found as DECNET finds it [default: /opt/decnet]' -r -F
+complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l redis-ca -d 'The CA certificate (PEM) that signs a rediss:// bus\'s certificate; without it, the system\'s CAs. (MySQL\'s TLS is set in its URL: ssl-mode, ssl-ca, …)' -r -F
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l heartbeat -d 'Publish a heartbeat on system.reconciler.health after every pass (not dry runs)'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l no-publish -d 'Do not publish events'
 complete -c decnet-reconcile -n "__fish_decnet_reconcile_using_subcommand completions" -l dry-run -d 'Compute and print the plan; change nothing'

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
+use crate::config::credentials::Credentials;
 use crate::config::{self, Checkup, Config, Environment, Output, Stop, Task, Verbosity};
 use crate::core::Report;
 use crate::exit_codes::ExitCode;
@@ -53,6 +54,7 @@ fn run_task(task: Task, secrets: &Arc<Secrets>) -> Result<ExitCode> {
         Task::Doctor(checkup) => run_doctor(&checkup, secrets),
         Task::Pass(config) => {
             log::init(config.verbosity.level(), secrets, config.colour.stderr);
+            learn_credentials(&config.credentials, secrets);
             let report = one_pass(&config)?;
             let code = ExitCode::for_pass(!report.plan.is_empty(), config.detailed_exitcode);
             match print_report(&config, &report, secrets) {
@@ -74,6 +76,7 @@ fn run_task(task: Task, secrets: &Arc<Secrets>) -> Result<ExitCode> {
 
 /// `doctor`: its findings on stdout; exit 0 when all is well, else 1.
 fn run_doctor(checkup: &Checkup, secrets: &Arc<Secrets>) -> Result<ExitCode> {
+    learn_credentials(&checkup.credentials, secrets);
     let diagnosis = on_runtime(doctor::run(checkup))?;
     let text = match checkup.output {
         Output::Json => render::diagnosis_json(&diagnosis),
@@ -84,6 +87,17 @@ fn run_doctor(checkup: &Checkup, secrets: &Arc<Secrets>) -> Result<ExitCode> {
         true => ExitCode::Success,
         false => ExitCode::Error,
     })
+}
+
+/// Masks the passwords read from files from here on, like every secret of the
+/// invocation, and warns about the password files as `config` found them.
+fn learn_credentials(credentials: &Credentials, secrets: &Secrets) {
+    for password in &credentials.read_from_files {
+        secrets.learn(password.expose());
+    }
+    for warning in &credentials.warnings {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// The pass, on a runtime of one thread.

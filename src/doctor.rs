@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bus::{self, Bus};
+use crate::bus::{self, Bus, RedisAccess};
 use crate::config::decnet_ini::IniError;
 use crate::config::decnet_root::InstallKind;
 use crate::config::{Checkup, Origin, Setting, Settings};
@@ -61,7 +61,7 @@ pub async fn run(checkup: &Checkup) -> Diagnosis {
             problem: match &settings.bus {
                 Ok(Setting {
                     value: Some(bus), ..
-                }) => bus_problem(bus, checkup.bus_timeout).await,
+                }) => bus_problem(bus, &checkup.redis_access, checkup.bus_timeout).await,
                 Ok(Setting { value: None, .. }) => None,
                 Err(err) => Some(format!("{err:#}")),
             },
@@ -271,8 +271,8 @@ async fn docker_problem(docker_host: &str, timeout: Duration) -> Option<String> 
     })
 }
 
-async fn bus_problem(bus: &Bus, timeout: Duration) -> Option<String> {
-    let err = bus::probe(bus, timeout).await.err()?;
+async fn bus_problem(bus: &Bus, access: &RedisAccess, timeout: Duration) -> Option<String> {
+    let err = bus::probe(bus, access, timeout).await.err()?;
     let what_to_do = match (bus, err.permission_denied()) {
         (Bus::DecnetUnix(_), true) => format!(
             "its socket is group {SERVICE_USER}'s: run this as the user the timer runs as \

@@ -112,8 +112,15 @@ async fn converge(
             .heartbeat
             .then(|| Health::of(&report.plan, host, report.docker, started.elapsed()));
         let ts = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
-        let announced =
-            bus::announce(bus, config.bus_timeout, &report.plan, health.as_ref(), ts).await;
+        let announced = bus::announce(
+            bus,
+            &config.redis_access,
+            config.bus_timeout,
+            &report.plan,
+            health.as_ref(),
+            ts,
+        )
+        .await;
         report.published = announced.published;
         report.publish_failed = announced.lost;
         report.heartbeat = announced.heartbeat;

@@ -314,6 +314,25 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|window| window == needle)
 }
 
+/// The CA certificates this system trusts, as rustls-native-certs finds them
+/// (`SSL_CERT_FILE` / `SSL_CERT_DIR`, else Debian's `/etc/ssl/certs`): the
+/// same store redis-rs reads for a `rediss://` URL without a CA file. An empty
+/// store is an error, since nothing could verify against it.
+pub fn system_roots() -> Result<Vec<CertificateDer<'static>>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = match found.errors.first() {
+            Some(err) => format!(" ({err})"),
+            None => String::new(),
+        };
+        return Err(format!(
+            "this system trusts no CA certificate{why}: install the ca-certificates package, \
+             or name the server's CA with ssl-ca"
+        ));
+    }
+    Ok(found.certs)
+}
+
 /// What the client trusted, to say what a certificate is "not signed by".
 #[derive(Debug, Clone, Copy)]
 pub enum Trust<'a> {

@@ -8,6 +8,10 @@
 mod decnet_bus;
 mod redis;
 
+pub use self::redis::{
+    url_password as redis_url_password, uses_tls as redis_uses_tls, RedisAccess,
+};
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -316,6 +320,7 @@ impl PublishError {
 /// opens no connection. On error none count as delivered.
 async fn publish<'e>(
     bus: &Bus,
+    redis_access: &RedisAccess,
     timeout: Duration,
     events: &'e [Event],
 ) -> Result<Vec<&'e Event>, PublishError> {
@@ -324,7 +329,7 @@ async fn publish<'e>(
     }
     match bus {
         Bus::Redis(url) => {
-            redis::publish(url, timeout, events).await?;
+            redis::publish(url, redis_access, timeout, events).await?;
             Ok(Vec::new())
         }
         Bus::DecnetUnix(socket) => Ok(decnet_bus::publish(socket, timeout, events).await?),
@@ -333,9 +338,13 @@ async fn publish<'e>(
 
 /// Whether `bus` takes a connection within `timeout`, for `doctor`: DECNET's
 /// bus is greeted and left (`HELLO`, `BYE`), Redis answers `PING`. Nothing is published.
-pub async fn probe(bus: &Bus, timeout: Duration) -> Result<(), PublishError> {
+pub async fn probe(
+    bus: &Bus,
+    redis_access: &RedisAccess,
+    timeout: Duration,
+) -> Result<(), PublishError> {
     match bus {
-        Bus::Redis(url) => Ok(redis::ping(url, timeout).await?),
+        Bus::Redis(url) => Ok(redis::ping(url, redis_access, timeout).await?),
         Bus::DecnetUnix(socket) => Ok(decnet_bus::probe(socket, timeout).await?),
     }
 }
@@ -351,11 +360,13 @@ pub struct Announced {
     pub heartbeat: Option<Heartbeat>,
 }
 
-/// Announces the committed `plan` on `bus`, then `health` as the heartbeat
-/// when given, on one connection; `ts` is the commit time in epoch seconds.
-/// Whatever is lost is a warning.
+/// Announces the committed `plan` on `bus` (reached with `redis_access` when
+/// it is Redis), then `health` as the heartbeat when given, on one
+/// connection; `ts` is the commit time in epoch seconds. Whatever is lost is
+/// a warning.
 pub async fn announce(
     bus: &Bus,
+    redis_access: &RedisAccess,
     timeout: Duration,
     plan: &Plan,
     health: Option<&Health<'_>>,
@@ -370,7 +381,7 @@ pub async fn announce(
     }
     let changes = events.len();
     events.extend(health.map(|health| heartbeat(health, ts)));
-    let lost: Vec<&Event> = match publish(bus, timeout, &events).await {
+    let lost: Vec<&Event> = match publish(bus, redis_access, timeout, &events).await {
         Ok(too_large) => {
             for event in &too_large {
                 warn!(

@@ -1,10 +1,80 @@
-//! Redis pub/sub: every event of a pass as one `PUBLISH` in one pipelined round trip.
+//! Redis pub/sub: every event of a pass as one `PUBLISH` in one pipelined round
+//! trip, over TLS for a `rediss://` URL.
 
+use std::fmt;
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo};
 
 use super::Event;
+use crate::tls::{self, CaFile, Trust};
+
+/// What a Redis connection needs besides its URL: the CA that signs the
+/// server's certificate (`--redis-ca`; without it, the system's), and a
+/// password read from a file or a systemd credential (the URL's own comes
+/// first, and is left in the URL). Prints without the password.
+#[derive(Clone, Default)]
+pub struct RedisAccess {
+    pub ca: Option<CaFile>,
+    /// The setting that named the CA (`--redis-ca` or `DECNET_REDIS_CA`), for messages.
+    pub ca_setting: &'static str,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for RedisAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisAccess")
+            .field("ca", &self.ca)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl RedisAccess {
+    fn trust(&self) -> Trust<'_> {
+        match &self.ca {
+            Some(ca) => Trust::CaFile {
+                setting: self.ca_setting,
+                path: ca.path(),
+            },
+            None => Trust::System {
+                setting: "--redis-ca",
+            },
+        }
+    }
+}
+
+/// Whether `url` is Redis over TLS (`rediss://`, as redis-rs reads it).
+pub fn uses_tls(url: &str) -> bool {
+    url.into_connection_info()
+        .is_ok_and(|info| matches!(info.addr(), ConnectionAddr::TcpTls { .. }))
+}
+
+/// The password `url` holds, as redis-rs reads it (user info or `pass=`).
+pub fn url_password(url: &str) -> Option<String> {
+    let info = url.into_connection_info().ok()?;
+    info.redis_settings().password().map(str::to_owned)
+}
+
+/// The client for `url` with `access` applied. The TLS name stays the URL's
+/// host, whatever address the connection goes to.
+fn client(url: &str, access: &RedisAccess) -> redis::RedisResult<redis::Client> {
+    let mut info = url.into_connection_info()?;
+    if let Some(password) = &access.password {
+        let settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(settings);
+    }
+    match &access.ca {
+        Some(ca) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.pem().to_vec()),
+            },
+        ),
+        None => redis::Client::open(info),
+    }
+}
 
 /// Why Redis took none of the events, in the operator's words: redis-rs's own
 /// text for a broken exchange is a bare "broken pipe" or a parser dump.
@@ -50,31 +120,49 @@ fn server_words(err: redis::RedisError) -> String {
     }
 }
 
+impl RedisFailure {
+    /// `err` in words; a TLS refusal says what was trusted.
+    fn of(err: redis::RedisError, access: &RedisAccess) -> Self {
+        match tls::find_rustls_error(&err) {
+            Some(refused) => {
+                RedisFailure(format!("TLS: {}", tls::explain(refused, access.trust())))
+            }
+            None => RedisFailure::from(err),
+        }
+    }
+}
+
 /// Publishes every event in one pipelined round trip, within `timeout` in all.
 /// On error none count as delivered.
-pub async fn publish(url: &str, timeout: Duration, events: &[Event]) -> Result<(), RedisFailure> {
+pub async fn publish(
+    url: &str,
+    access: &RedisAccess,
+    timeout: Duration,
+    events: &[Event],
+) -> Result<(), RedisFailure> {
     let mut pipeline = redis::pipe();
     for event in events {
         pipeline.publish(&event.channel, &event.message).ignore();
     }
-    exchange(url, timeout, pipeline).await
+    exchange(url, access, timeout, pipeline).await
 }
 
 /// Whether Redis answers a `PING` within `timeout`, for `doctor`.
-pub async fn ping(url: &str, timeout: Duration) -> Result<(), RedisFailure> {
+pub async fn ping(url: &str, access: &RedisAccess, timeout: Duration) -> Result<(), RedisFailure> {
     let mut pipeline = redis::pipe();
     pipeline.cmd("PING").ignore();
-    exchange(url, timeout, pipeline).await
+    exchange(url, access, timeout, pipeline).await
 }
 
 /// Sends `pipeline` in one round trip on a connection of its own, within `timeout` in all.
 async fn exchange(
     url: &str,
+    access: &RedisAccess,
     timeout: Duration,
     pipeline: redis::Pipeline,
 ) -> Result<(), RedisFailure> {
     let exchange = async {
-        let client = redis::Client::open(url)?;
+        let client = client(url, access)?;
         // redis-rs's own timers are a backstop, a second past ours, so that the
         // warning always says what ended the wait: our bound.
         let backstop = Some(timeout + Duration::from_secs(1));
@@ -87,7 +175,12 @@ async fn exchange(
         pipeline.query_async::<()>(&mut connection).await
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(published) => Ok(published?),
+        Ok(answered) => answered.map_err(|err| RedisFailure::of(err, access)),
+        // A Redis without TLS on that port waits for a line, and a TLS
+        // greeting holds none: over TLS, silence is often that.
+        Err(_) if uses_tls(url) => Err(RedisFailure(format!(
+            "no answer within {timeout:?}, over TLS: is that port's Redis without TLS?"
+        ))),
         Err(_) => Err(RedisFailure(format!("no answer within {timeout:?}"))),
     }
 }

@@ -194,6 +194,17 @@ pub struct PassArgs {
         hide_env_values = true
     )]
     pub create_table: bool,
+
+    /// The CA certificate (PEM) that signs a rediss:// bus's certificate; without it,
+    /// the system's CAs. (MySQL's TLS is set in its URL: ssl-mode, ssl-ca, …)
+    #[arg(
+        long,
+        env = "DECNET_REDIS_CA",
+        value_name = "PATH",
+        global = true,
+        hide_env_values = true
+    )]
+    pub redis_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod cli;
+pub mod credentials;
 pub mod db;
 pub mod decnet_bus;
 pub mod decnet_ini;
@@ -24,7 +25,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
-use crate::bus::Bus;
+use crate::bus::{Bus, RedisAccess};
 use crate::store::{DbTarget, Schema};
 use cli::{Cli, Command, OutputFormat, PassArgs};
 use decnet_ini::IniOrigin;
@@ -157,6 +158,10 @@ pub struct Config {
     pub docker_host: String,
     /// Where events go; `None` with `--no-publish` (or DECNET's bus turned off).
     pub bus: Option<Bus>,
+    /// The CA and password file of a Redis bus.
+    pub redis_access: RedisAccess,
+    /// Passwords read from files (to mask) and what to warn about them.
+    pub credentials: credentials::Credentials,
     /// Publish a heartbeat after every pass that is not dry.
     pub heartbeat: bool,
     pub dry_run: bool,
@@ -452,6 +457,10 @@ fn host_uuid(given: Option<Setting<String>>, sources: &Sources) -> Result<Settin
 #[derive(Debug)]
 pub struct Checkup {
     pub settings: Settings,
+    /// The CA and password file of a Redis bus, when the DB and the bus resolve.
+    pub redis_access: RedisAccess,
+    /// Passwords read from files (to mask) and what to warn about them.
+    pub credentials: credentials::Credentials,
     pub output: Output,
     pub docker_timeout: Duration,
     pub bus_timeout: Duration,
@@ -461,8 +470,34 @@ pub struct Checkup {
 
 impl Checkup {
     fn resolve(args: PassArgs, given: &Given, env: &Environment) -> Checkup {
+        let mut settings = Settings::resolve(&args, given, env, true);
+        let redis_ca = Setting {
+            value: args.redis_ca.clone(),
+            origin: given.origin("redis_ca"),
+        };
+        // A password file that cannot be read shows as the DB's or the bus's
+        // own problem when doctor connects; here it only loses what it would add.
+        let (redis_access, credentials) = match (&mut settings.db, &settings.bus) {
+            (Ok(db), Ok(bus)) => {
+                match credentials::resolve(
+                    db.target.value.clone(),
+                    bus.value.as_ref(),
+                    redis_ca,
+                    env,
+                ) {
+                    Ok((with_password, redis_access, credentials)) => {
+                        db.target.value = with_password;
+                        (redis_access, credentials)
+                    }
+                    Err(_) => Default::default(),
+                }
+            }
+            _ => Default::default(),
+        };
         Checkup {
-            settings: Settings::resolve(&args, given, env, true),
+            settings,
+            redis_access,
+            credentials,
             output: output(args.output),
             docker_timeout: args.docker_timeout,
             bus_timeout: args.bus_timeout,
@@ -490,7 +525,12 @@ impl Config {
         let host_uuid = settings.host_uuid?.value;
         let bus = settings.bus?.value;
         let state_file = settings.state_file?.value;
-        let db = settings.db?.target.value;
+        let redis_ca = Setting {
+            value: args.redis_ca.clone(),
+            origin: given.origin("redis_ca"),
+        };
+        let (db, redis_access, credentials) =
+            credentials::resolve(settings.db?.target.value, bus.as_ref(), redis_ca, env)?;
         Ok(Config {
             state_file,
             db,
@@ -501,6 +541,8 @@ impl Config {
             host_uuid,
             docker_host: args.docker_host,
             bus,
+            redis_access,
+            credentials,
             heartbeat: args.heartbeat,
             dry_run: args.dry_run,
             output: output(args.output),

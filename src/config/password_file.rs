@@ -206,18 +206,20 @@ pub struct Resolved {
 }
 
 /// Finds the password for `service`. `url_password` is the URL's (empty counts as
-/// none); `decnet_variable` names DECNET's variable when it applies (the DB built
-/// from `DECNET_DB_*` parts), read through `env`, as are the file variable and
-/// `CREDENTIALS_DIRECTORY`. Only the winning source is read.
+/// none); `decnet_variable` is DECNET's variable, named and with its value, when
+/// it applies (the DB built from `DECNET_DB_*` parts). The file variable and
+/// `CREDENTIALS_DIRECTORY` are read through `env`. Only the winning source is read.
 pub fn resolve(
     service: Service,
     url_password: Option<&str>,
-    decnet_variable: Option<&'static str>,
+    decnet_variable: Option<(&'static str, &str)>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Resolved, PasswordFileError> {
     let env = |name: &str| env(name).filter(|value| !value.is_empty());
     let url_password = url_password.filter(|p| !p.is_empty());
-    let decnet = decnet_variable.and_then(|name| env(name).map(|value| (name, value)));
+    let decnet = decnet_variable
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| (name, value.to_owned()));
     let sources = Candidates {
         url: url_password.map(|_| Source::Url),
         file: env(service.file_variable()).map(|path| Source::File {
@@ -453,9 +455,11 @@ mod tests {
             url: Option<&str>,
             decnet_variable: Option<&'static str>,
         ) -> Result<Resolved, PasswordFileError> {
-            resolve(service, url, decnet_variable, |name| {
-                self.vars.get(name).cloned()
-            })
+            let decnet = decnet_variable.map(|name| {
+                let value = self.vars.get(name).map_or("", String::as_str);
+                (name, value)
+            });
+            resolve(service, url, decnet, |name| self.vars.get(name).cloned())
         }
     }
 

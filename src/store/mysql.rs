@@ -4,6 +4,8 @@
 //! host never both apply a change while passes of different hosts run side by
 //! side. Every wait on the server ends by one deadline per pass.
 
+pub mod tls;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Access, Dialect, Param, RowWrite};
 use crate::core::{FleetRow, StoreRules};
@@ -56,16 +58,21 @@ pub struct MySqlTarget {
     port: u16,
     user: Option<String>,
     password: Option<String>,
+    /// Whether the password is DECNET's `DECNET_DB_PASSWORD` (the URL made
+    /// from parts), which a password file outranks, rather than the URL's.
+    password_is_decnets_variable: bool,
     database: Option<String>,
+    /// Boxed: most targets carry the default, and a `DbTarget` stays small.
+    tls: Box<tls::TlsSettings>,
 }
 
 impl MySqlTarget {
     /// Takes `mysql://…` and DECNET's SQLAlchemy spellings (`mysql+asyncmy://…`,
-    /// the scheme in any case), with the one query parameter SQLAlchemy URLs
-    /// carry that applies here (`charset`). Any other parameter is refused by
-    /// name: a parameter may not re-address the connection (`db_name=`,
-    /// `host=`, `user=` would send the pass elsewhere than every message says).
-    /// Every message shows the URL without its password.
+    /// the scheme in any case), with the query parameters SQLAlchemy URLs
+    /// carry that apply here (`charset`, and TLS's: see [`tls`]). Any other
+    /// parameter is refused by name: a parameter may not re-address the
+    /// connection (`db_name=`, `host=`, `user=` would send the pass elsewhere
+    /// than every message says). Every message shows the URL without its password.
     pub fn from_url(url: &str) -> Result<Self> {
         let redacted = || crate::text::redact_url(url);
         let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
@@ -77,18 +84,24 @@ impl MySqlTarget {
         };
         let mut parsed = url::Url::parse(&format!("mysql://{rest}"))
             .map_err(|err| anyhow::anyhow!("MySQL URL {} does not parse: {err}", redacted()))?;
+        let mut tls_parameters = tls::TlsParameters::default();
         for (key, value) in parsed.query_pairs() {
             match key.as_ref() {
                 "charset" => {
                     check_charset(&value).with_context(|| format!("MySQL URL {}", redacted()))?
                 }
+                key if tls::is_tls_parameter(key) => tls_parameters.push(key, &value),
                 unknown => bail!(
-                    "MySQL URL {}: unknown parameter {:?} (the one known is charset)",
+                    "MySQL URL {}: unknown parameter {:?} (known: charset, ssl-mode, ssl-ca, \
+                     ssl-cert, ssl-key, and SQLAlchemy's ssl_ca, ssl_cert, ssl_key, ssl_check_hostname)",
                     redacted(),
                     crate::text::escape_untrusted(unknown)
                 ),
             }
         }
+        let tls = tls_parameters
+            .settings()
+            .map_err(|err| anyhow::anyhow!("MySQL URL {}: {err}", redacted()))?;
         parsed.set_query(None);
         let decoded = |text: &str| {
             percent_encoding::percent_decode_str(text)
@@ -108,8 +121,10 @@ impl MySqlTarget {
             port: parsed.port().unwrap_or(3306),
             user: Some(decoded(parsed.username())?).filter(|user| !user.is_empty()),
             password: parsed.password().map(decoded).transpose()?,
+            password_is_decnets_variable: false,
             database: Some(database).filter(|name| !name.is_empty()),
             url: parsed.to_string(),
+            tls: Box::new(tls),
         })
     }
 
@@ -129,7 +144,33 @@ impl MySqlTarget {
         let _ = url.set_username(user);
         let _ = url.set_password(password);
         url.set_path(database);
-        Self::from_url(url.as_str())
+        let mut target = Self::from_url(url.as_str())?;
+        target.password_is_decnets_variable = target.password.is_some();
+        Ok(target)
+    }
+
+    /// The password the URL (or DECNET's variable) gave, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Whether [`MySqlTarget::password`] is DECNET's `DECNET_DB_PASSWORD`
+    /// (a URL made from parts) rather than the URL's own.
+    pub fn password_is_decnets_variable(&self) -> bool {
+        self.password_is_decnets_variable
+    }
+
+    /// The same target, logging in with `password` (read from a file or a
+    /// systemd credential, by the precedence of `config::password_file`).
+    pub fn with_password(mut self, password: String) -> Self {
+        self.password = Some(password);
+        self.password_is_decnets_variable = false;
+        self
+    }
+
+    /// The TLS settings the URL asked for.
+    pub fn tls(&self) -> &tls::TlsSettings {
+        &self.tls
     }
 }
 
@@ -261,14 +302,7 @@ impl MySql {
             .prefer_socket(false)
             // Count rows matched, not rows changed, so every write reports the one row it hit.
             .client_found_rows(true);
-        let conn = answer(deadline + ANSWER_SLACK, Conn::new(opts))
-            .await
-            .map_err(|failure| {
-                anyhow::anyhow!(
-                    "cannot connect to database {target}: {}; nothing was written",
-                    failure.reason()
-                )
-            })?;
+        let conn = connect_with_tls(target, opts, deadline + ANSWER_SLACK).await?;
         let mut db = MySql {
             conn,
             target: target.clone(),
@@ -365,6 +399,35 @@ impl MySql {
         self.query(sql)
             .await
             .map_err(|failure| self.fail("cannot start the transaction", &failure))
+    }
+}
+
+/// Connects as `target`'s TLS settings say (their files read first), by
+/// `deadline`; a refusal in which TLS has a part is said in its words.
+async fn connect_with_tls(
+    target: &MySqlTarget,
+    opts: OptsBuilder,
+    deadline: Instant,
+) -> Result<Conn> {
+    let cannot = |why: String| {
+        anyhow::anyhow!("cannot connect to database {target}: {why}; nothing was written")
+    };
+    let ssl = tls::ssl_opts(&target.tls).map_err(cannot)?;
+    let connecting = tls::connect(opts, ssl, target.tls.mode);
+    match tokio::time::timeout_at(deadline.into(), connecting).await {
+        Ok(Ok((conn, negotiated))) => {
+            debug!(
+                "connected to database {target} {}",
+                tls::connected_words(&target.tls, negotiated)
+            );
+            Ok(conn)
+        }
+        Ok(Err(err)) => Err(cannot(
+            tls::explain(&err, &target.tls).unwrap_or_else(|| Failure::of(err).reason()),
+        )),
+        Err(_) => Err(cannot(
+            "the server did not answer within --db-busy-timeout".to_owned(),
+        )),
     }
 }
 
@@ -568,11 +631,11 @@ mod tests {
         );
         let unknown = format!(
             "{:#}",
-            MySqlTarget::from_url("mysql://u:s3cret@h/d?charset=utf8mb4&ssl_ca=%2Fca.pem")
+            MySqlTarget::from_url("mysql://u:s3cret@h/d?charset=utf8mb4&compress=true")
                 .expect_err("unknown")
         );
         assert!(
-            unknown.contains("unknown parameter \"ssl_ca\""),
+            unknown.contains("unknown parameter \"compress\""),
             "{unknown}"
         );
         for err in [latin, unknown] {

@@ -3,6 +3,7 @@
 //! (from its arguments and environment) masked wherever they appear.
 
 use std::ffi::OsString;
+use std::sync::RwLock;
 
 use super::sanitize::escape_untrusted;
 
@@ -155,10 +156,13 @@ pub fn redact_urls_in(text: &str) -> String {
 /// text (masking every `pw` in a report would garble it); they are masked
 /// where they stand in a URL, like every password, by [`redact_url`] and
 /// [`redact_urls_in`].
+///
+/// Secrets found later (a password read from a file) are added with
+/// [`Secrets::learn`], and masked from then on wherever this set is shared.
 #[derive(Debug, Default)]
 pub struct Secrets {
     /// Longest first, so that a secret holding another is masked whole.
-    values: Vec<String>,
+    values: RwLock<Vec<String>>,
 }
 
 impl Secrets {
@@ -185,38 +189,60 @@ impl Secrets {
     }
 
     fn from_values(found: Vec<String>) -> Self {
-        let mut values: Vec<String> = found
-            .iter()
-            .flat_map(|secret| {
-                let decoded = percent_encoding::percent_decode_str(secret)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                let encoded = percent_encoding::utf8_percent_encode(
-                    secret,
-                    percent_encoding::NON_ALPHANUMERIC,
-                )
-                .to_string();
-                let quoted = format!("{secret:?}");
-                let quoted = quoted[1..quoted.len() - 1].to_owned();
-                [
-                    secret.clone(),
-                    decoded,
-                    encoded,
-                    quoted,
-                    escape_untrusted(secret),
-                ]
-            })
-            .filter(|secret| secret.chars().count() >= Self::MIN_MASKED_LEN)
-            .collect();
+        let secrets = Secrets::default();
+        secrets.add(found);
+        secrets
+    }
+
+    /// Masks `secret` too from now on: a password that was in no argument or
+    /// variable (read from a file or a systemd credential).
+    pub fn learn(&self, secret: &str) {
+        self.add(vec![secret.to_owned()]);
+    }
+
+    fn add(&self, found: Vec<String>) {
+        let mut values = self
+            .values
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        values.extend(
+            found
+                .iter()
+                .flat_map(|secret| Self::spellings(secret))
+                .filter(|secret| secret.chars().count() >= Self::MIN_MASKED_LEN),
+        );
         values.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         values.dedup();
-        Secrets { values }
+    }
+
+    /// A secret as written, percent-decoded, percent-encoded, and as `{:?}`
+    /// and the escaping of untrusted text show it.
+    fn spellings(secret: &str) -> [String; 5] {
+        let decoded = percent_encoding::percent_decode_str(secret)
+            .decode_utf8_lossy()
+            .into_owned();
+        let encoded =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let quoted = format!("{secret:?}");
+        let quoted = quoted[1..quoted.len() - 1].to_owned();
+        [
+            secret.to_owned(),
+            decoded,
+            encoded,
+            quoted,
+            escape_untrusted(secret),
+        ]
     }
 
     /// `text` with every secret replaced by `***`.
     pub fn mask(&self, text: &str) -> String {
+        let values = self
+            .values
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut text = text.to_owned();
-        for secret in &self.values {
+        for secret in values.iter() {
             if text.contains(secret.as_str()) {
                 text = text.replace(secret.as_str(), "***");
             }
@@ -225,11 +251,16 @@ impl Secrets {
     }
 }
 
+/// Whether a variable's value is a secret by its name. `*_FILE` variables
+/// (`DECNET_DB_PASSWORD_FILE`, the container convention) hold the path of a
+/// secret, which messages about the file must be able to show; the secret
+/// read from it is learned then.
 fn is_secret_variable(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN"]
-        .iter()
-        .any(|word| name.contains(word))
+    !name.ends_with("_FILE")
+        && ["PASSWORD", "PASSWD", "SECRET", "TOKEN"]
+            .iter()
+            .any(|word| name.contains(word))
 }
 
 fn found_in_url(text: &str, found: &mut Vec<String>) {
@@ -313,6 +344,38 @@ mod tests {
             assert_eq!(secrets.mask(&format!("<{text}>")), "<***>", "{text}");
         }
         assert_eq!(secrets.mask("/root"), "/root");
+    }
+
+    #[test]
+    fn the_path_of_a_password_file_is_no_secret() {
+        let secrets = Secrets::of_invocation(
+            [],
+            [
+                ("DECNET_DB_PASSWORD_FILE".into(), "/etc/decnet/db-pw".into()),
+                (
+                    "DECNET_REDIS_PASSWORD".into(),
+                    "/not/a/path/but/a/pw".into(),
+                ),
+            ],
+        );
+        assert_eq!(secrets.mask("/etc/decnet/db-pw"), "/etc/decnet/db-pw");
+        assert_eq!(secrets.mask("/not/a/path/but/a/pw"), "***");
+    }
+
+    #[test]
+    fn secrets_learned_later_are_masked_in_every_spelling() {
+        let secrets = Secrets::of_invocation([], []);
+        assert_eq!(secrets.mask("from a file: p@ss w"), "from a file: p@ss w");
+        secrets.learn("p@ss w");
+        for text in ["p@ss w", "p%40ss%20w", "p@ss w"] {
+            assert_eq!(secrets.mask(&format!("<{text}>")), "<***>", "{text}");
+        }
+        secrets.learn("pw");
+        assert_eq!(
+            secrets.mask("pw"),
+            "pw",
+            "short ones only in URLs, as always"
+        );
     }
 
     #[test]

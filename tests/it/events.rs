@@ -1,17 +1,15 @@
 //! Events on the real Redis (SPEC §6): one message per written row, after the
-//! commit, in DECNET's envelope; none for a quiet or dry pass; faults are warnings.
-
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! commit, in DECNET's envelope; none for a quiet or dry pass; faults are
+//! warnings. Each test that publishes runs in plaintext and over TLS.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::fixture::{
-    assert_events_lost, closed_port, decky, hanging_tcp, Container, Env, Event, HEARTBEAT,
-    REDIS_NO_ANSWER, SECRET,
+    assert_events_lost, closed_port, decky, hanging_tcp, Backend, Container, Env, Event,
+    PrivateRedis, HEARTBEAT, REDIS_NO_ANSWER, SECRET,
 };
+use crate::in_plaintext_and_over_tls;
 
 /// Checks the envelope of SPEC §6 and returns its payload.
 #[track_caller]
@@ -45,9 +43,8 @@ fn assert_envelope(event: &Event, host: &str, name: &str) -> Value {
     payload
 }
 
-#[test]
-fn insert_state_change_and_delete_are_announced_once_each() {
-    let env = Env::new();
+fn insert_state_change_and_delete_are_announced_once_each(backend: Backend) {
+    let env = Env::on(backend);
     let name = env.name("d");
     let out = env
         .test()
@@ -94,9 +91,8 @@ fn insert_state_change_and_delete_are_announced_once_each() {
     env.test().redis().run();
 }
 
-#[test]
-fn config_repair_is_announced_as_config_changed() {
-    let env = Env::new();
+fn config_repair_is_announced_as_config_changed(backend: Backend) {
+    let env = Env::on(backend);
     let name = env.name("d");
     env.test()
         .state(&[decky(&name, &["ssh"])])
@@ -108,70 +104,6 @@ fn config_repair_is_announced_as_config_changed() {
     let payload = assert_envelope(&out.events[0], &env.host, &name);
     assert_eq!(payload["state"], "torn_down");
     assert!(payload.get("previous_state").is_none());
-}
-
-/// A private Redis, so that connection counts are this test's alone.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is required (scripts/services installs it)");
-        let redis = PrivateRedis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.connection_count().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// `total_connections_received`, read on a fresh connection (which adds one).
-    fn connection_count(&self) -> Option<u64> {
-        let client = redis::Client::open(self.url()).ok()?;
-        let mut connection = client.get_connection().ok()?;
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query(&mut connection)
-            .ok()?;
-        info.lines()
-            .find_map(|line| line.strip_prefix("total_connections_received:"))
-            .and_then(|count| count.trim().parse().ok())
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -206,45 +138,60 @@ fn quiet_dry_and_no_publish_passes_do_not_touch_redis() {
     assert_eq!(count(), before + 1, "a converged pass opened a connection");
 }
 
-#[test]
-fn dry_run_and_no_publish_announce_nothing() {
-    let env = Env::new();
+fn dry_run_and_no_publish_announce_nothing(backend: Backend) {
+    let env = Env::on(backend);
     env.write_state(&[decky(&env.name("d"), &["ssh"])]);
     env.test().redis().arg("--dry-run").run();
     env.test().redis().arg("--no-publish").run();
     assert_eq!(env.rows().len(), 1, "--no-publish still writes");
 }
 
-#[test]
-fn redis_on_a_closed_port_loses_events_without_failing() {
-    let port = closed_port();
+/// The options for a Redis with `password` on `port` of loopback, as `env`'s
+/// Redis is reached (over TLS, with its CA, on a TLS env), and the URL shown.
+fn redis_on(env: &Env, port: u16) -> (Vec<String>, String) {
+    let scheme = if env.redis.ca.is_some() {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let mut args = vec![
+        "--redis-url".to_owned(),
+        format!("{scheme}://:{SECRET}@127.0.0.1:{port}/0"),
+    ];
+    if let Some(ca) = &env.redis.ca {
+        args.extend(["--redis-ca".to_owned(), ca.display().to_string()]);
+    }
+    (args, format!("{scheme}://:***@127.0.0.1:{port}/0"))
+}
+
+fn redis_on_a_closed_port_loses_events_without_failing(backend: Backend) {
+    let env = Env::on(backend);
+    let (args, shown) = redis_on(&env, closed_port());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_events_lost(
-        &Env::new(),
-        &[
-            "--redis-url",
-            &format!("redis://:{SECRET}@127.0.0.1:{port}/0"),
-        ],
+        &env,
+        &args,
         &[&format!(
-            " WARN Redis at redis://:***@127.0.0.1:{port}/0 failed \
-             (connection refused): \
+            " WARN Redis at {shown} failed (connection refused): \
              2 event(s) lost; the database is converged all the same"
         )],
     );
 }
 
-#[test]
-fn redis_that_never_answers_loses_events_within_the_timeout() {
-    let port = hanging_tcp();
+fn redis_that_never_answers_loses_events_within_the_timeout(backend: Backend) {
+    let env = Env::on(backend);
+    let (mut args, shown) = redis_on(&env, hanging_tcp());
+    args.extend(["--redis-timeout".to_owned(), "1".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let why = match backend {
+        Backend::MySqlTls => "no answer within 1s, over TLS: is that port's Redis without TLS?",
+        _ => REDIS_NO_ANSWER,
+    };
     assert_events_lost(
-        &Env::new(),
-        &[
-            "--redis-url",
-            &format!("redis://:{SECRET}@127.0.0.1:{port}/0"),
-            "--redis-timeout",
-            "1",
-        ],
+        &env,
+        &args,
         &[&format!(
-            " WARN Redis at redis://:***@127.0.0.1:{port}/0 failed ({REDIS_NO_ANSWER}): \
+            " WARN Redis at {shown} failed ({why}): \
              2 event(s) lost; the database is converged all the same"
         )],
     );
@@ -265,9 +212,8 @@ fn lost_events_show_in_the_summary_line() {
         .run();
 }
 
-#[test]
-fn names_that_cannot_form_a_channel_are_written_not_published() {
-    let env = Env::new();
+fn names_that_cannot_form_a_channel_are_written_not_published(backend: Backend) {
+    let env = Env::on(backend);
     let (dotted, fine) = (format!("{}.b", env.name("a")), env.name("fine"));
     let out = env
         .test()
@@ -277,8 +223,8 @@ fn names_that_cannot_form_a_channel_are_written_not_published() {
         .events([(&fine, "inserted")])
         .stderr(format!(
             " WARN decky {dotted:?} of host {:?} was written but not announced on Redis at \
-             redis://127.0.0.1:6379/0: the name cannot form a channel\n",
-            env.host
+             {}: the name cannot form a channel\n",
+            env.host, env.redis.url
         ))
         .run();
     assert_eq!(env.rows().len(), 2, "both rows are written");
@@ -310,9 +256,8 @@ struct ConsumerPayload {
     previous_state: Option<String>,
 }
 
-#[test]
-fn messages_parse_as_decnet_consumers_expect() {
-    let env = Env::new();
+fn messages_parse_as_decnet_consumers_expect(backend: Backend) {
+    let env = Env::on(backend);
     let name = env.name("d");
     let mut events = env
         .test()
@@ -356,9 +301,8 @@ fn messages_parse_as_decnet_consumers_expect() {
     }
 }
 
-#[test]
-fn the_heartbeat_follows_the_change_events_on_redis_too() {
-    let env = Env::new();
+fn the_heartbeat_follows_the_change_events_on_redis_too(backend: Backend) {
+    let env = Env::on(backend);
     let name = env.name("d");
     let out = env
         .test()
@@ -399,3 +343,14 @@ fn the_heartbeat_follows_the_change_events_on_redis_too() {
     assert_eq!(out.events[0].payload()["inserted"], 0);
     env.test().redis().args(["--heartbeat", "--dry-run"]).run();
 }
+
+in_plaintext_and_over_tls!(
+    Sqlite: insert_state_change_and_delete_are_announced_once_each,
+    config_repair_is_announced_as_config_changed,
+    dry_run_and_no_publish_announce_nothing,
+    redis_on_a_closed_port_loses_events_without_failing,
+    redis_that_never_answers_loses_events_within_the_timeout,
+    names_that_cannot_form_a_channel_are_written_not_published,
+    messages_parse_as_decnet_consumers_expect,
+    the_heartbeat_follows_the_change_events_on_redis_too,
+);

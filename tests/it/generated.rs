@@ -170,6 +170,7 @@ fn man_page() -> String {
     page.push_str(&subcommands_section(&command));
     page.push_str(EXIT_STATUS_SECTION);
     page.push_str(&files_section());
+    page.push_str(TLS_AND_PASSWORDS_SECTION);
     page.push_str(EXAMPLES_SECTION);
     page.push_str(SEE_ALSO_SECTION);
     page
@@ -249,6 +250,27 @@ Starts \fBdecnet\-reconcile.service\fR, one quiet pass as user \fBdecnet\fR, eve
 "#
     )
 }
+
+const TLS_AND_PASSWORDS_SECTION: &str = r#".SH "TLS AND PASSWORDS"
+MySQL's TLS is set in its URL (\fB\-\-db\fR or \fBDECNET_DB_URL\fR):
+\fBssl\-mode\fR (DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY),
+\fBssl\-ca\fR, \fBssl\-cert\fR and \fBssl\-key\fR, or SQLAlchemy's \fBssl_ca\fR,
+\fBssl_cert\fR, \fBssl_key\fR and \fBssl_check_hostname\fR. Without any, TLS is
+used when the server offers it, its certificate unchecked (PREFERRED); \fBssl\-ca\fR
+alone means VERIFY_IDENTITY. Redis over TLS is a \fBrediss://\fR URL, its CA
+\fB\-\-redis\-ca\fR.
+.TP
+\fBDECNET_DB_PASSWORD_FILE\fR, \fBDECNET_REDIS_PASSWORD_FILE\fR
+A file holding the password alone (one trailing line end is dropped).
+.TP
+\fI$CREDENTIALS_DIRECTORY/db\-password\fR, \fI$CREDENTIALS_DIRECTORY/redis\-password\fR
+The same, as systemd's \fBLoadCredential=\fR hands them over. A file and a
+credential for one connection are an error. A password in the URL comes first,
+then the file or credential, then DECNET's \fBDECNET_DB_PASSWORD\fR.
+.TP
+\fBSSL_CERT_FILE\fR, \fBSSL_CERT_DIR\fR
+Where the system's CAs are read from, when no CA file is named.
+"#;
 
 const EXAMPLES_SECTION: &str = r#".SH EXAMPLES
 See every setting, where it came from, and what is wrong, as the timer's user:

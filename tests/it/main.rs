@@ -23,3 +23,4 @@ mod pass;
 mod secrets;
 mod state_file;
 mod systemd;
+mod tls;

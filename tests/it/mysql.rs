@@ -5,10 +5,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use mysql::prelude::Queryable;
-
 use crate::fixture::{
-    closed_port, decky, figure, finish, mysql_connect, Env, Subscriber, MARIADB_DDL,
+    closed_port, decky, figure, finish, Env, RedisServer, Subscriber, MARIADB_DDL,
 };
 
 /// With --create-table (a database DECNET never manages), the table the tool
@@ -111,19 +109,6 @@ fn names_longer_than_255_characters_are_a_bad_state_file_here() {
     assert_eq!(env.rows(), before);
 }
 
-/// Holds host `host`'s pass lock from another session, as a slow pass would.
-fn hold_host_lock(env: &Env, host: &str) -> mysql::Conn {
-    let mut holder = mysql_connect(&env.mysql_url());
-    let got: Option<i64> = holder
-        .exec_first(
-            "SELECT GET_LOCK(CONCAT('decnet-reconcile:', LEFT(SHA2(CONCAT_WS(CHAR(0), DATABASE(), ?), 256), 40)), 1)",
-            (host,),
-        )
-        .expect("GET_LOCK");
-    assert_eq!(got, Some(1));
-    holder
-}
-
 /// Another pass of this host holds its lock: this one gives up after its
 /// budget, saying so. A pass of another host does not wait on that lock
 /// (held past any budget, it would fail the pass). Durations are figures.
@@ -132,7 +117,7 @@ fn a_pass_waits_for_its_own_host_only() {
     let env = Env::mysql();
     env.seed_row("host-c", &env.name("other"), "running");
     env.write_state(&[decky(&env.name("d"), &["ssh"])]);
-    let _holder = hold_host_lock(&env, &env.host);
+    let _holder = env.hold_host_lock(&env.host);
 
     let out = env
         .test()
@@ -162,7 +147,10 @@ fn two_hosts_reconcile_side_by_side_on_one_database() {
         format!("host-a-{}", env.prefix),
         format!("host-b-{}", env.prefix),
     ];
-    let mut subscribers: Vec<Subscriber> = hosts.iter().map(|h| Subscriber::redis(h)).collect();
+    let mut subscribers: Vec<Subscriber> = hosts
+        .iter()
+        .map(|h| Subscriber::redis(h, &RedisServer::plain()))
+        .collect();
     let state_files: Vec<_> = hosts
         .iter()
         .map(|host| env.dir.path().join(format!("{host}.json")))

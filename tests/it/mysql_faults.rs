@@ -3,7 +3,8 @@
 //! answers, a connection lost right after `COMMIT` (or during it), rows and a
 //! whole table locked by another session, and a host id that the collation
 //! cannot tell from another. A proxy stands beside the real MariaDB only to
-//! stall or cut the connection at a chosen packet.
+//! stall or cut the connection at a chosen packet; the faults that need no
+//! proxy run over TLS too.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -12,7 +13,8 @@ use std::sync::Arc;
 
 use mysql::prelude::Queryable;
 
-use crate::fixture::{decky, figure, hanging_tcp, mysql_connect, Env, SECRET};
+use crate::fixture::{decky, figure, hanging_tcp, mysql_connect, Backend, Env, SECRET};
+use crate::in_plaintext_and_over_tls;
 
 /// What the proxy does once the client has sent the packet that holds `trigger`.
 #[derive(Clone, Copy)]
@@ -152,11 +154,13 @@ fn a_connection_lost_during_the_commit_says_the_outcome_is_unknown() {
 /// A server that accepts and never answers (not even its greeting): exit 1
 /// naming the server (without its password), saying what the pass was doing
 /// and that nothing was written. Its duration is a figure.
-#[test]
-fn a_server_that_never_answers_fails_within_the_budget_and_says_so() {
-    let env = Env::mysql();
+fn a_server_that_never_answers_fails_within_the_budget_and_says_so(backend: Backend) {
+    let env = Env::on(backend);
     let port = hanging_tcp();
-    let url = format!("mysql://decnet:{SECRET}@127.0.0.1:{port}/decnet");
+    let url = format!(
+        "mysql://decnet:{SECRET}@127.0.0.1:{port}/decnet{}",
+        backend.mysql_query()
+    );
     let out = env
         .test()
         .state(&[decky(&env.name("a"), &["ssh"])])
@@ -197,9 +201,8 @@ fn a_server_that_stops_answering_mid_pass_fails_within_the_budget() {
 /// Another session holds a row lock, or the whole table (`LOCK TABLES … WRITE`),
 /// past the busy timeout: one message for both, the server's own words kept
 /// out of crate dumps, the rows as they were.
-#[test]
-fn a_row_or_table_locked_past_the_busy_timeout_fails_with_one_message() {
-    let env = Env::mysql();
+fn a_row_or_table_locked_past_the_busy_timeout_fails_with_one_message(backend: Backend) {
+    let env = Env::on(backend);
     let name = env.name("a");
     env.seed_row(&env.host, &name, "running");
     env.write_state(&[decky(&name, &["ssh"])]);
@@ -219,7 +222,7 @@ fn a_row_or_table_locked_past_the_busy_timeout_fails_with_one_message() {
             .args(["--db-busy-timeout", "1"])
             .status(1)
             .stderr_lines([format!(
-                "decnet-reconcile: error: database mysql://***:***@127.0.0.1:3306/{}: …: \
+                "decnet-reconcile: error: database mysql://***:***@…/{}: …: \
                  fleet_deckies stayed locked by another writer for longer than --db-busy-timeout \
                  (the server: \"Lock wait timeout exceeded; try restarting transaction\"); \
                  nothing was written",
@@ -265,3 +268,8 @@ fn a_host_id_colliding_with_another_under_the_collation_is_named() {
         env.execute("DELETE FROM fleet_deckies");
     }
 }
+
+in_plaintext_and_over_tls!(
+    MySql: a_server_that_never_answers_fails_within_the_budget_and_says_so,
+    a_row_or_table_locked_past_the_busy_timeout_fails_with_one_message,
+);

@@ -11,7 +11,7 @@ use crate::fixture::{
     closed_port, decky, docker_timed_out, docker_unknown, figure, finish, hanging_socket,
     line_matches, Backend, Container, Env,
 };
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 /// SPEC §9's `decky_config` example, byte for byte.
 const SPEC_DECKY_CONFIG: &str = r#"{"name":"ref-b","ip":"10.0.0.3","services":["smtp_relay","ftp"],"distro":"debian","base_image":"debian:bookworm-slim","build_base":"debian:bookworm-slim","hostname":"host-001","archetype":null,"service_config":{},"nmap_os":"linux","mutate_interval":null,"last_mutated":0.0,"last_login_attempt":0.0,"host_uuid":null}"#;
@@ -108,18 +108,6 @@ fn state_update_sets_last_seen_with_updated_at(backend: Backend) {
     assert_eq!(env.row(&name).state, "running");
 
     env.stop_container(&format!("{name}-ssh"));
-    if backend == Backend::MySql {
-        // MySQL keeps whole seconds: a row stamped in the very second a pass
-        // lists Docker may be newer than its view, so it keeps its state for
-        // that pass (README, "Another pass committed meanwhile").
-        let into_second = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .subsec_nanos();
-        std::thread::sleep(std::time::Duration::from_nanos(
-            1_000_000_000 - u64::from(into_second),
-        ));
-    }
     env.test()
         .stdout_lines([
             " ACTION …".to_owned(),
@@ -373,14 +361,18 @@ fn no_decnet_db(env: &Env) -> String {
             "decnet-reconcile: error: database {} does not exist: {advice}\n",
             env.db.display()
         ),
-        Backend::MySql => format!(
+        Backend::MySql | Backend::MySqlTls => format!(
             "decnet-reconcile: error: database {} has no table fleet_deckies: DECNET creates its \
              tables on its first start (any DECNET service, e.g. `decnet api`), and cannot start \
              on a table made by anyone else, so nothing was created; start DECNET once, or point \
              --db (DECNET_DB_*) at DECNET's database. For a database DECNET never manages, \
              --create-table creates the table\n",
-            // The password is the user's name too: both are masked.
+            // The password is the user's name too: both are masked; TLS
+            // parameters are not part of the database's name.
             env.mysql_url()
+                .split('?')
+                .next()
+                .unwrap_or_default()
                 .replace("decnet_test:decnet_test@", "***:***@")
         ),
     }
@@ -495,7 +487,7 @@ fn environment_variables_configure_the_pass(backend: Backend) {
     let test = match backend {
         Backend::Sqlite => test.env_var("DECNET_DB_PATH", &env.db),
         // DECNET's own variables and URL spelling, so one environment file serves both.
-        Backend::MySql => test.env_var("DECNET_DB_TYPE", "mysql").env_var(
+        Backend::MySql | Backend::MySqlTls => test.env_var("DECNET_DB_TYPE", "mysql").env_var(
             "DECNET_DB_URL",
             env.mysql_url().replace("mysql://", "mysql+asyncmy://"),
         ),
@@ -555,7 +547,7 @@ fn db_created_by_decnet_is_used_as_is(backend: Backend) {
         Backend::Sqlite => {
             "CREATE TABLE attackers (id INTEGER PRIMARY KEY, ip VARCHAR NOT NULL, first_seen DATETIME);"
         }
-        Backend::MySql => {
+        Backend::MySql | Backend::MySqlTls => {
             "CREATE TABLE attackers (id INTEGER PRIMARY KEY AUTO_INCREMENT, ip VARCHAR(64) NOT NULL, first_seen DATETIME);"
         }
     };
@@ -578,7 +570,7 @@ fn db_created_by_decnet_is_used_as_is(backend: Backend) {
     assert_eq!(env.names_of(&env.host), [env.name("new")]);
 }
 
-on_both_backends!(
+on_every_backend!(
     aggregate_state_follows_the_containers,
     insert_writes_every_column_in_decnet_formats,
     rows_missing_from_the_state_file_are_deleted,

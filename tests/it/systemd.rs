@@ -17,7 +17,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::fixture::{
-    create_decnet_sqlite, decky, run, state_file_text, waits_of, DecnetHost, Install, Run, BINARY,
+    create_decnet_sqlite, decky, figure, run, state_file_text, waits_of, DecnetHost, Install, Run,
+    BINARY,
 };
 
 const SERVICE: &str = "decnet-reconcile.service";
@@ -74,6 +75,44 @@ fn service_exposure_is_at_most_one_and_a_half() {
     );
     let exposure = overall_exposure(&report)
         .unwrap_or_else(|| panic!("no overall exposure level in:\n{report}"));
+    assert!(
+        exposure <= MAX_EXPOSURE,
+        "exposure {exposure} is above {MAX_EXPOSURE}:\n{report}"
+    );
+}
+
+/// The unit as docs/operating.md widens it for a fleet: its commented
+/// credentials loaded (plain and encrypted), and servers of another machine
+/// allowed (with TLS or without: the IP filter has no ports). Still at most 1.5.
+#[test]
+fn service_exposure_stays_at_most_one_and_a_half_with_credentials_and_remote_servers() {
+    let installed = InstalledUnits::new();
+    let unit = installed.unit(SERVICE);
+    let text = std::fs::read_to_string(&unit).expect("read the unit");
+    let mut widened: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("#LoadCredential") {
+            Some(rest) => format!("LoadCredential{rest}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    assert_eq!(
+        widened.matches("\nLoadCredential").count(),
+        3,
+        "the unit shows LoadCredential= and LoadCredentialEncrypted=, commented"
+    );
+    // The drop-in of docs/operating.md, "Widening the sandbox".
+    widened.push_str("IPAddressAllow=10.20.0.5 10.20.0.6\n");
+    std::fs::write(&unit, widened).expect("write the unit");
+    let output = systemd_analyze(&installed)
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .expect(SYSTEMD_ANALYZE_MISSING);
+    let report = String::from_utf8_lossy(&output.stdout);
+    let exposure = overall_exposure(&report)
+        .unwrap_or_else(|| panic!("no overall exposure level in:\n{report}"));
+    figure("exposure_with_credentials_and_remote_servers", exposure);
     assert!(
         exposure <= MAX_EXPOSURE,
         "exposure {exposure} is above {MAX_EXPOSURE}:\n{report}"
