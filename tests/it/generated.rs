@@ -1,5 +1,5 @@
 //! The committed shell completions (`completions/`) and man page
-//! (`man/decnet-reconcile.1`) are what the clap definition generates now.
+//! (`packaging/decnet-reconcile.1`) are what the clap definition generates now.
 //!
 //! The test fails when a committed copy is stale. After changing the command
 //! line, regenerate them and commit the result:
@@ -41,7 +41,7 @@ fn fish_completion_is_current() {
 
 #[test]
 fn man_page_is_current() {
-    check_generated("man/decnet-reconcile.1", &man_page());
+    check_generated("packaging/decnet-reconcile.1", &man_page());
 }
 
 #[test]

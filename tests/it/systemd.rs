@@ -663,10 +663,10 @@ impl InstalledUnits {
         let man1 = dir.path().join("man/man1");
         std::fs::create_dir_all(&man1).expect("man dir");
         std::fs::copy(
-            repo_path("man/decnet-reconcile.1"),
+            repo_path("packaging/decnet-reconcile.1"),
             man1.join("decnet-reconcile.1"),
         )
-        .expect("copy man/decnet-reconcile.1 (tests/generated.rs writes it)");
+        .expect("copy packaging/decnet-reconcile.1 (tests/it/generated.rs writes it)");
         Self { dir }
     }
 
