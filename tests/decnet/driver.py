@@ -1,4 +1,4 @@
-# DECNET's own code on the other side of tests/decnet_bus.rs, run with the
+# DECNET's own code on the other side of tests/it/decnet_bus.rs, run with the
 # python of the DECNET virtualenv that scripts/services installs
 # (decnet==1.0.0 from PyPI). Nothing here imitates DECNET: every object that
 # serves, subscribes, aggregates heartbeats or reads the database is DECNET's.
