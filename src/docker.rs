@@ -36,6 +36,8 @@ pub enum DockerError {
     TooLarge,
     #[error("{}", crate::net::io_failure(.0))]
     Connection(#[from] std::io::Error),
+    #[error(transparent)]
+    Connect(#[from] crate::net::ConnectError),
     #[error("its answer is not HTTP: {0}")]
     Http(#[from] hyper::Error),
     #[error("it answered HTTP {status}: {message}")]
@@ -50,25 +52,26 @@ pub async fn container_states(
     timeout: Duration,
 ) -> Result<ContainerStates, DockerError> {
     let endpoint = Endpoint::parse(docker_host)?;
+    let deadline = tokio::time::Instant::now() + timeout;
     let listing = async {
         // Unversioned paths, which every daemon answers; only a daemon that
         // refuses our version costs the extra `GET /version` (about 10 ms on
         // dockerd 20.10, which runs runc to answer it).
-        let body = match endpoint.get(LISTING).await {
+        let body = match endpoint.get(LISTING, deadline).await {
             Err(DockerError::Status {
                 status: 400,
                 message,
             }) if message.contains("version") => {
                 let version: SystemVersion =
-                    serde_json::from_slice(&endpoint.get("/version").await?)?;
+                    serde_json::from_slice(&endpoint.get("/version", deadline).await?)?;
                 let api = version.api_version.unwrap_or_default();
-                endpoint.get(&format!("/v{api}{LISTING}")).await?
+                endpoint.get(&format!("/v{api}{LISTING}"), deadline).await?
             }
             answered => answered?,
         };
         decode_listing(&body)
     };
-    tokio::time::timeout(timeout, listing)
+    tokio::time::timeout_at(deadline, listing)
         .await
         .map_err(|_| DockerError::Timeout(timeout))?
 }
@@ -114,8 +117,12 @@ impl Endpoint {
     }
 
     /// One `GET` on a fresh connection; the body of a 2xx answer, read whole
-    /// but bounded.
-    async fn get(&self, path: &str) -> Result<Vec<u8>, DockerError> {
+    /// but bounded. A host name is looked up before `deadline` (see `net`).
+    async fn get(
+        &self,
+        path: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, DockerError> {
         let authority = match self {
             // The path is not an authority; Docker ignores the Host header.
             Endpoint::Unix(_) => "localhost",
@@ -130,7 +137,7 @@ impl Endpoint {
                 exchange(tokio::net::UnixStream::connect(socket).await?, request).await?
             }
             Endpoint::Tcp { host, port, .. } => {
-                let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                let stream = crate::net::connect_tcp(host, *port, deadline).await?;
                 exchange(stream, request).await?
             }
         };

@@ -8,8 +8,9 @@
 //! process at its thread limit (`prlimit --nproc`) panics there ("OS can't
 //! spawn worker thread"), and a resolver that never answers holds the pass
 //! past its deadline, because dropping the runtime joins the blocking thread.
-//! Callers connect to the addresses returned here: tokio resolves nothing for
-//! a `SocketAddr`, nor for a `(&str, u16)` whose host is an IP literal.
+//! Callers connect to the addresses returned here ([`connect_tcp`], or a
+//! driver given an IP literal): tokio resolves nothing for a `SocketAddr`, nor
+//! for a `(&str, u16)` whose host is an IP literal.
 
 use std::fmt;
 use std::io;
@@ -112,6 +113,49 @@ async fn resolve_with(
             waited: started.elapsed(),
         }),
     }
+}
+
+/// Why no connection to `(host, port)` was made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("{}", io_failure(.0))]
+    Io(#[from] io::Error),
+}
+
+/// A TCP connection to `(host, port)`, its addresses found by [`resolve`]
+/// before `deadline`.
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    let addresses = resolve(host, port, deadline).await?;
+    Ok(first_that_connects(addresses, tokio::net::TcpStream::connect).await?)
+}
+
+/// `connect` tried on each address in the resolver's order, as std's and
+/// tokio's own `connect` do (`localhost` is often `::1` first, where the
+/// server listens on `127.0.0.1` only): the first success, or the last
+/// failure.
+pub async fn first_that_connects<T, E, Attempt>(
+    addresses: Vec<SocketAddr>,
+    mut connect: impl FnMut(SocketAddr) -> Attempt,
+) -> Result<T, E>
+where
+    Attempt: std::future::Future<Output = Result<T, E>>,
+    E: From<io::Error>,
+{
+    let mut last = None;
+    for address in addresses {
+        match connect(address).await {
+            Ok(connected) => return Ok(connected),
+            Err(err) => last = Some(err),
+        }
+    }
+    // `resolve` calls an empty answer "no such host", so this is only a guard.
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address").into()))
 }
 
 /// `host` as an IP address, if it is one: `10.0.0.1`, `::1`, `[::1]`.

@@ -2,6 +2,7 @@
 //! trip, over TLS for a `rediss://` URL.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo};
@@ -161,26 +162,64 @@ async fn exchange(
     timeout: Duration,
     pipeline: redis::Pipeline,
 ) -> Result<(), RedisFailure> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let exchange = async {
-        let client = client(url, access)?;
+        let client = client(url, access).map_err(|err| RedisFailure::of(err, access))?;
         // redis-rs's own timers are a backstop, a second past ours, so that the
         // warning always says what ended the wait: our bound.
         let backstop = Some(timeout + Duration::from_secs(1));
-        let config = AsyncConnectionConfig::new()
+        let mut config = AsyncConnectionConfig::new()
             .set_connection_timeout(backstop)
             .set_response_timeout(backstop);
+        if let Some((host, port)) = tcp_address(client.get_connection_info().addr()) {
+            let found = crate::net::resolve(host, port, deadline)
+                .await
+                .map_err(|err| RedisFailure(err.to_string()))?;
+            config = config.set_dns_resolver(Found(found));
+        }
         let mut connection = client
             .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        pipeline.query_async::<()>(&mut connection).await
+            .await
+            .map_err(|err| RedisFailure::of(err, access))?;
+        pipeline
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|err| RedisFailure::of(err, access))
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(answered) => answered.map_err(|err| RedisFailure::of(err, access)),
+    match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(answered) => answered,
         // A Redis without TLS on that port waits for a line, and a TLS
         // greeting holds none: over TLS, silence is often that.
         Err(_) if uses_tls(url) => Err(RedisFailure(format!(
             "no answer within {timeout:?}, over TLS: is that port's Redis without TLS?"
         ))),
         Err(_) => Err(RedisFailure(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// The host and port of a TCP address (with or without TLS); none for a socket.
+fn tcp_address(addr: &ConnectionAddr) -> Option<(&str, u16)> {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            Some((host.as_str(), *port))
+        }
+        _ => None,
+    }
+}
+
+/// The addresses `net::resolve` found, in place of redis-rs's own lookup,
+/// which runs on tokio's blocking pool (see `net` for why not there). The
+/// TLS name stays the URL's host.
+struct Found(Vec<SocketAddr>);
+
+impl redis::io::AsyncDNSResolver for Found {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        _host: &'b str,
+        _port: u16,
+    ) -> redis::RedisFuture<'a, Box<dyn Iterator<Item = SocketAddr> + Send + 'a>> {
+        let addresses: Box<dyn Iterator<Item = SocketAddr> + Send + 'a> =
+            Box::new(self.0.iter().copied());
+        Box::pin(std::future::ready(Ok(addresses)))
     }
 }

@@ -292,8 +292,6 @@ impl MySql {
     /// Connects, within the budget that ends at `deadline`.
     pub async fn connect(target: &MySqlTarget, access: Access, deadline: Instant) -> Result<Self> {
         let opts = OptsBuilder::default()
-            .ip_or_hostname(target.host.clone())
-            .tcp_port(target.port)
             .user(target.user.clone())
             .pass(target.password.clone())
             .db_name(target.database.clone())
@@ -412,8 +410,25 @@ async fn connect_with_tls(
     let cannot = |why: String| {
         anyhow::anyhow!("cannot connect to database {target}: {why}; nothing was written")
     };
-    let ssl = tls::ssl_opts(&target.tls).map_err(cannot)?;
-    let connecting = tls::connect(opts, ssl, target.tls.mode);
+    let ssl = tls::ssl_opts(&target.tls, &target.host).map_err(cannot)?;
+    let connecting = async {
+        // The driver is given addresses, never the name: its own lookup runs
+        // on tokio's blocking pool (see `net`).
+        let addresses = crate::net::resolve(&target.host, target.port, deadline.into())
+            .await
+            .map_err(|err| cannot(err.to_string()))?;
+        crate::net::first_that_connects(addresses, |address| {
+            let opts = opts
+                .clone()
+                .ip_or_hostname(address.ip().to_string())
+                .tcp_port(address.port());
+            tls::connect(opts, ssl.clone(), target.tls.mode)
+        })
+        .await
+        .map_err(|err| {
+            cannot(tls::explain(&err, &target.tls).unwrap_or_else(|| Failure::of(err).reason()))
+        })
+    };
     match tokio::time::timeout_at(deadline.into(), connecting).await {
         Ok(Ok((conn, negotiated))) => {
             debug!(
@@ -422,9 +437,7 @@ async fn connect_with_tls(
             );
             Ok(conn)
         }
-        Ok(Err(err)) => Err(cannot(
-            tls::explain(&err, &target.tls).unwrap_or_else(|| Failure::of(err).reason()),
-        )),
+        Ok(Err(err)) => Err(err),
         Err(_) => Err(cannot(
             "the server did not answer within --db-busy-timeout".to_owned(),
         )),

@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod generated;
 mod hostile;
+mod lookups;
 mod metrics;
 mod mysql;
 mod mysql_faults;

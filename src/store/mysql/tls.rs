@@ -285,8 +285,10 @@ impl TlsSettings {
 const VERIFY_CA_NAME: &str = "NotValidForName.invalid";
 
 /// The driver's TLS options for `settings`, the files read and checked first
-/// (each error names its parameter and file). `None` for DISABLED.
-pub fn ssl_opts(settings: &TlsSettings) -> Result<Option<SslOpts>, String> {
+/// (each error names its parameter and file). `None` for DISABLED. The
+/// certificate is checked against `server_name`, the URL's host: the driver
+/// itself is given the address `net` found for it, not the name.
+pub fn ssl_opts(settings: &TlsSettings, server_name: &str) -> Result<Option<SslOpts>, String> {
     let identity = match &settings.identity {
         Some((cert, key)) => Some(
             ClientIdentity::read(&cert.name, &cert.path, &key.name, &key.path)
@@ -321,13 +323,15 @@ pub fn ssl_opts(settings: &TlsSettings) -> Result<Option<SslOpts>, String> {
     };
     let opts = match settings.mode {
         SslMode::Disabled => return Ok(None),
-        SslMode::Preferred | SslMode::Required => {
-            SslOpts::default().with_danger_accept_invalid_certs(true)
-        }
+        SslMode::Preferred | SslMode::Required => SslOpts::default()
+            .with_danger_accept_invalid_certs(true)
+            .with_danger_tls_hostname_override(Some(server_name.to_owned())),
         SslMode::VerifyCa => roots()?
             .with_danger_skip_domain_validation(true)
             .with_danger_tls_hostname_override(Some(VERIFY_CA_NAME)),
-        SslMode::VerifyIdentity => roots()?,
+        SslMode::VerifyIdentity => {
+            roots()?.with_danger_tls_hostname_override(Some(server_name.to_owned()))
+        }
     };
     Ok(Some(with_identity(opts)))
 }
@@ -578,25 +582,32 @@ mod tests {
     fn verify_ca_skips_only_the_name_through_the_name_it_verifies_against() {
         let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tls/testdata/ca.pem");
         let verify_ca = settings(&[("ssl-mode", "VERIFY_CA"), ("ssl-ca", ca)]).expect("valid");
-        let opts = ssl_opts(&verify_ca).expect("readable").expect("TLS");
+        let opts = ssl_opts(&verify_ca, "db.example")
+            .expect("readable")
+            .expect("TLS");
         assert!(opts.skip_domain_validation());
         assert_eq!(opts.tls_hostname_override(), Some(VERIFY_CA_NAME));
         assert!(opts.disable_built_in_roots());
         let identity = settings(&[("ssl-mode", "VERIFY_IDENTITY"), ("ssl-ca", ca)]).expect("valid");
-        let opts = ssl_opts(&identity).expect("readable").expect("TLS");
+        let opts = ssl_opts(&identity, "db.example")
+            .expect("readable")
+            .expect("TLS");
         assert!(!opts.skip_domain_validation());
-        assert_eq!(opts.tls_hostname_override(), None);
+        // The URL's host, though the driver connects to an address of it.
+        assert_eq!(opts.tls_hostname_override(), Some("db.example"));
     }
 
     #[test]
     fn files_are_read_before_connecting_and_named_in_errors() {
         let missing = settings(&[("ssl_ca", "/nonexistent/ca.pem")]).expect("valid");
-        let err = ssl_opts(&missing).expect_err("missing");
+        let err = ssl_opts(&missing, "db.example").expect_err("missing");
         assert!(
             err.starts_with("ssl_ca /nonexistent/ca.pem: cannot read it: "),
             "{err}"
         );
         let disabled = settings(&[("ssl-mode", "DISABLED")]).expect("valid");
-        assert!(ssl_opts(&disabled).expect("nothing to read").is_none());
+        assert!(ssl_opts(&disabled, "db.example")
+            .expect("nothing to read")
+            .is_none());
     }
 }
