@@ -28,6 +28,13 @@ pub enum BusError {
     Dropped(io::Error),
     #[error("the bus did not read every event and close the connection within {0:?}")]
     NoClose(Duration),
+    #[error(
+        "the bus stopped sending but kept the connection open for {0:?} without closing it: \
+         nothing says it read the events"
+    )]
+    HalfClosed(Duration),
+    #[error("cannot tell whether the bus read every event: {}", crate::net::io_failure(.0))]
+    Unknown(io::Error),
 }
 
 /// Publishes `events` in order, within `timeout` in all. The bus never
@@ -78,13 +85,14 @@ fn hello(client: &str) -> Vec<u8> {
 }
 
 /// Sends `wire` (`frames` events among its frames) and waits for the bus to
-/// close the connection, within `timeout` in all.
+/// close the connection having read all of it, within `timeout` in all.
 async fn exchange(
     socket: &Path,
     timeout: Duration,
     wire: &[u8],
     frames: usize,
 ) -> Result<(), BusError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let exchange = async {
         let mut stream = UnixStream::connect(socket)
             .await
@@ -94,21 +102,50 @@ async fn exchange(
             "{frames} event(s) written to {}; waiting for the bus to close the connection",
             crate::text::escape_untrusted(&socket.to_string_lossy())
         );
-        // A server that read every frame closes cleanly (end of file); one that
-        // died with frames unread resets the connection. A publisher is sent
-        // nothing, but whatever comes is read and dropped until the close.
+        // A server that died with frames unread resets the connection. A
+        // publisher is sent nothing, but whatever comes is read and dropped
+        // until the close.
         let mut discard = [0_u8; 512];
         loop {
             match stream.read(&mut discard).await {
-                Ok(0) => return Ok(()),
+                Ok(0) => break,
                 Ok(_) => continue,
                 Err(err) => return Err(BusError::Dropped(err)),
             }
         }
+        all_read(&stream, deadline).await
     };
-    tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout_at(deadline, exchange)
         .await
         .unwrap_or(Err(BusError::NoClose(timeout)))
+}
+
+/// Whether the peer read everything sent on `stream`, by `deadline`. End of
+/// file says only that it stopped sending: a peer may shut down its write
+/// side and never read. A Unix socket tells more once the peer closes the
+/// connection: it is hung up, and if the peer left any of what was sent
+/// unread, the kernel records `ECONNRESET` on our side. So the hang-up with
+/// no error is the proof, and it must come by `deadline`.
+async fn all_read(stream: &UnixStream, deadline: tokio::time::Instant) -> Result<(), BusError> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let started = tokio::time::Instant::now();
+    loop {
+        let mut polled = [PollFd::new(stream, PollFlags::empty())];
+        // A zero timeout: this only looks, the wait is the sleep below.
+        poll(&mut polled, Some(&rustix::event::Timespec::default()))
+            .map_err(|err| BusError::Unknown(err.into()))?;
+        if polled[0].revents().contains(PollFlags::HUP) {
+            return match stream.take_error() {
+                Ok(None) => Ok(()),
+                Ok(Some(err)) => Err(BusError::Dropped(err)),
+                Err(err) => Err(BusError::Unknown(err)),
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BusError::HalfClosed(started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Whether DECNET's server accepts a frame of `verb args` with this body.
