@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::fixture::{
     assert_events_lost, closed_port, decky, decnet, decnet_python, driver, figure, finish,
-    hanging_socket, line_matches, on, stale_socket, Container, Env, Event, Hub, HEARTBEAT,
+    half_closing_socket, hanging_socket, line_matches, on, stale_socket, AfterHalfClose, Container,
+    Env, Event, Hub, HEARTBEAT,
 };
 
 /// Checks a DECNET `Event` as its subscriber rebuilt it: the channel, type and
@@ -501,6 +502,57 @@ fn a_bus_that_accepts_and_never_reads_loses_the_events_within_the_timeout() {
         &url,
         "the bus did not read every event and close the connection within 1s",
     );
+}
+
+/// End of file is not delivery: a peer that stops sending at once and never
+/// reads holds every byte unread, however soon the publisher sees the end.
+#[test]
+fn a_bus_that_stops_sending_and_never_reads_loses_the_events() {
+    let env = Env::new();
+    let path = env.dir.path().join("half.sock");
+    let url = unix_url(&half_closing_socket(&path, AfterHalfClose::NeverRead));
+    assert_bus_loses_events(
+        &env,
+        &url,
+        "the bus did not read every event and close the connection within 1s",
+    );
+}
+
+/// The kernel tells a close with bytes unread (ECONNRESET) from one after
+/// reading them all, whenever the close comes.
+#[test]
+fn a_bus_that_stops_sending_and_closes_unread_loses_the_events() {
+    let env = Env::new();
+    let path = env.dir.path().join("half.sock");
+    let peer = AfterHalfClose::CloseUnread(Duration::from_millis(200));
+    let url = unix_url(&half_closing_socket(&path, peer));
+    assert_bus_loses_events(
+        &env,
+        &url,
+        "the connection broke before the bus had read every event: the connection was lost",
+    );
+}
+
+/// The other side of the two above: stopping to send first is no fault when
+/// the peer then reads every frame and closes.
+#[test]
+fn a_bus_that_stops_sending_then_reads_everything_gets_the_events() {
+    let env = Env::new();
+    let path = env.dir.path().join("half.sock");
+    let url = unix_url(&half_closing_socket(
+        &path,
+        AfterHalfClose::ReadAllThenClose,
+    ));
+    env.write_state(&[decky(&env.name("a"), &["ssh"])]);
+    let report = env
+        .test()
+        .bus_by_environment()
+        .args(["--bus", &url, "--bus-timeout", "5", "--heartbeat"])
+        .args(["--output", "json"])
+        .run()
+        .json();
+    assert_eq!(report["published"], 1, "{report}");
+    assert_eq!(report["heartbeat"], "sent", "{report}");
 }
 
 #[test]
