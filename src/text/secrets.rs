@@ -69,7 +69,9 @@ impl<'a> UrlShape<'a> {
         let masked: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((key, value)) if names_a_secret(key) && !value.is_empty() => {
+                Some((key, value))
+                    if names_a_secret(key) && !value.is_empty() && !already_masked(value) =>
+                {
                     on_secret(value);
                     format!("{key}=***")
                 }
@@ -108,6 +110,15 @@ impl<'a> UrlShape<'a> {
             _ => format!("{scheme}{rest}"),
         }
     }
+}
+
+/// Whether a query value is a mask already, perhaps with the sentence's
+/// punctuation after it (`?password=***: unknown parameter`): masking it
+/// again would eat that punctuation.
+fn already_masked(value: &str) -> bool {
+    value
+        .strip_prefix("***")
+        .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_punctuation()))
 }
 
 fn redact_url_shape(text: &str) -> String {
@@ -383,5 +394,18 @@ mod tests {
         let secrets = Secrets::of_invocation([OsString::from("redis://:pw@h")], []);
         assert_eq!(secrets.mask("pw"), "pw");
         assert_eq!(redact_urls_in("at redis://:pw@h"), "at redis://:***@h");
+    }
+
+    #[test]
+    fn a_masked_url_in_a_sentence_keeps_the_sentence() {
+        let message = format!(
+            "MySQL URL {}: unknown parameter \"password\"",
+            redact_url("mysql://u@h/db?password=s3cretpw")
+        );
+        assert_eq!(
+            redact_urls_in(&message),
+            "MySQL URL mysql://u@h/db?password=***: unknown parameter \"password\""
+        );
+        assert_eq!(redact_urls_in("?password=s3cret:"), "?password=***");
     }
 }

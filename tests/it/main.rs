@@ -18,6 +18,7 @@ mod lookups;
 mod metrics;
 mod mysql;
 mod mysql_faults;
+mod mysql_scope;
 mod odd_rows;
 mod output;
 mod pass;
