@@ -504,13 +504,20 @@ fn a_bus_that_accepts_and_never_reads_loses_the_events_within_the_timeout() {
     );
 }
 
+/// The URL of a bus peer in `env`'s dir that stops sending at once, then does what `then` says.
+fn half_closing_bus(env: &Env, then: AfterHalfClose) -> String {
+    unix_url(&half_closing_socket(
+        &env.dir.path().join("half.sock"),
+        then,
+    ))
+}
+
 /// End of file is not delivery: a peer that stops sending at once and never
 /// reads holds every byte unread, however soon the publisher sees the end.
 #[test]
 fn a_bus_that_stops_sending_and_never_reads_loses_the_events() {
     let env = Env::new();
-    let path = env.dir.path().join("half.sock");
-    let url = unix_url(&half_closing_socket(&path, AfterHalfClose::NeverRead));
+    let url = half_closing_bus(&env, AfterHalfClose::NeverRead);
     assert_bus_loses_events(
         &env,
         &url,
@@ -523,9 +530,10 @@ fn a_bus_that_stops_sending_and_never_reads_loses_the_events() {
 #[test]
 fn a_bus_that_stops_sending_and_closes_unread_loses_the_events() {
     let env = Env::new();
-    let path = env.dir.path().join("half.sock");
-    let peer = AfterHalfClose::CloseUnread(Duration::from_millis(200));
-    let url = unix_url(&half_closing_socket(&path, peer));
+    let url = half_closing_bus(
+        &env,
+        AfterHalfClose::CloseUnread(Duration::from_millis(200)),
+    );
     assert_bus_loses_events(
         &env,
         &url,
@@ -538,11 +546,7 @@ fn a_bus_that_stops_sending_and_closes_unread_loses_the_events() {
 #[test]
 fn a_bus_that_stops_sending_then_reads_everything_gets_the_events() {
     let env = Env::new();
-    let path = env.dir.path().join("half.sock");
-    let url = unix_url(&half_closing_socket(
-        &path,
-        AfterHalfClose::ReadAllThenClose,
-    ));
+    let url = half_closing_bus(&env, AfterHalfClose::ReadAllThenClose);
     env.write_state(&[decky(&env.name("a"), &["ssh"])]);
     let report = env
         .test()
