@@ -127,15 +127,14 @@ fn converged_rows(deckies: &[Decky]) -> Snapshot {
     snapshot(
         deckies
             .iter()
-            .map(|d| FleetRow {
-                host_uuid: HOST.to_owned(),
-                name: d.name.clone(),
-                services: d.services_json.clone(),
-                decky_config: Some(d.config_json.clone()),
-                decky_ip: Some(d.ip.clone()),
-                state: "running".to_owned(),
-                stored_key: None,
-                updated_at: None,
+            .map(|d| {
+                row(
+                    d,
+                    d.services_json.clone(),
+                    d.config_json.clone(),
+                    d.ip.clone(),
+                    "running",
+                )
             })
             .collect(),
     )
@@ -148,22 +147,30 @@ fn drifted_rows(deckies: &[Decky]) -> Snapshot {
     snapshot(
         deckies
             .iter()
-            .map(|d| FleetRow {
-                host_uuid: HOST.to_owned(),
-                name: d.name.clone(),
-                services: d.services_json.replace(',', ", "),
-                decky_config: Some(
-                    d.config_json
-                        .replace(',', ", ")
-                        .replace("\"nmap_os\":\"linux\"", "\"nmap_os\":\"windows\""),
-                ),
-                decky_ip: Some(format!("{}0", d.ip)),
-                state: "failed".to_owned(),
-                stored_key: None,
-                updated_at: None,
+            .map(|d| {
+                let config = d
+                    .config_json
+                    .replace(',', ", ")
+                    .replace("\"nmap_os\":\"linux\"", "\"nmap_os\":\"windows\"");
+                let services = d.services_json.replace(',', ", ");
+                row(d, services, config, format!("{}0", d.ip), "failed")
             })
             .collect(),
     )
+}
+
+/// `decky`'s row in this host, holding these values.
+fn row(decky: &Decky, services: String, config: String, ip: String, state: &str) -> FleetRow {
+    FleetRow {
+        host_uuid: HOST.to_owned(),
+        name: decky.name.clone(),
+        services,
+        decky_config: Some(config),
+        decky_ip: Some(ip),
+        state: state.to_owned(),
+        stored_key: None,
+        updated_at: None,
+    }
 }
 
 /// The plan, which must be possible.

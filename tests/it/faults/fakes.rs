@@ -4,7 +4,7 @@
 //! up), and proxies that record or forward what the tool asks the real ones.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,16 +169,7 @@ pub fn recording_proxy(listen: &Path, upstream: &Path) -> Arc<Mutex<Vec<String>>
     let upstream = upstream.to_owned();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let daemon = UnixStream::connect(&upstream).expect("the real dockerd");
-            let (mut client_in, mut daemon_out) = (
-                client.try_clone().expect("clone"),
-                daemon.try_clone().expect("clone"),
-            );
-            let (mut daemon_in, mut client_out) = (daemon, client);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut daemon_in, &mut client_out);
-                let _ = client_out.shutdown(std::net::Shutdown::Write);
-            });
+            let (mut client_in, mut daemon_out) = to_daemon(client, &upstream);
             let recorded = Arc::clone(&recorded);
             std::thread::spawn(move || {
                 let mut parser = RequestLines::default();
@@ -195,7 +186,7 @@ pub fn recording_proxy(listen: &Path, upstream: &Path) -> Arc<Mutex<Vec<String>>
                         break;
                     }
                 }
-                let _ = daemon_out.shutdown(std::net::Shutdown::Write);
+                daemon_out.close_write();
             });
         }
     });
@@ -455,21 +446,50 @@ pub fn tcp_forwarder(upstream: &'static str) -> u16 {
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let daemon = UnixStream::connect(upstream).expect("the real dockerd");
-            let (mut client_in, mut daemon_out) = (
-                client.try_clone().expect("clone"),
-                daemon.try_clone().expect("clone"),
-            );
-            let (mut daemon_in, mut client_out) = (daemon, client);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut daemon_in, &mut client_out);
-                let _ = client_out.shutdown(std::net::Shutdown::Write);
-            });
+            let (mut client_in, mut daemon_out) = to_daemon(client, Path::new(upstream));
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut client_in, &mut daemon_out);
-                let _ = daemon_out.shutdown(std::net::Shutdown::Write);
+                daemon_out.close_write();
             });
         }
     });
     port
+}
+
+/// A connection either proxy takes, on TCP or a Unix socket.
+trait Duplex: Read + Write + Send + Sized + 'static {
+    fn duplicate(&self) -> Self;
+    fn close_write(&self);
+}
+
+impl Duplex for TcpStream {
+    fn duplicate(&self) -> Self {
+        self.try_clone().expect("clone")
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Duplex for UnixStream {
+    fn duplicate(&self) -> Self {
+        self.try_clone().expect("clone")
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Connects `client` to the real dockerd at `upstream`, the daemon's answers
+/// copied back to it on a thread of their own; returns the client's reading
+/// end and the daemon's writing end, for the caller to carry the requests.
+fn to_daemon<C: Duplex>(client: C, upstream: &Path) -> (C, UnixStream) {
+    let daemon = UnixStream::connect(upstream).expect("the real dockerd");
+    let (client_in, daemon_out) = (client.duplicate(), daemon.duplicate());
+    let (mut daemon_in, mut client_out) = (daemon, client);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut daemon_in, &mut client_out);
+        client_out.close_write();
+    });
+    (client_in, daemon_out)
 }
