@@ -228,26 +228,32 @@ async fn db_problem(target: &DbTarget, settings: &Settings, timeout: Duration) -
              (an older decnet-reconcile may have), and DECNET cannot start on it (\"table \
              fleet_deckies already exists\"); if DECNET never ran on it, move it aside and {start_decnet}"
         )),
-        _ => match target {
-            DbTarget::Sqlite(path) if inspection.exists => not_writable(path),
-            _ => None,
-        },
+        Inspection {
+            exists: true,
+            file: Some(file),
+            ..
+        } => not_writable(target, &file),
+        _ => None,
     }
 }
 
-/// A pass writes the SQLite file, and beside it SQLite's `-wal` and `-shm`.
-fn not_writable(path: &Path) -> Option<String> {
-    let dir = match path.parent() {
+/// A pass writes the SQLite file, and beside it SQLite's `-wal` and `-shm`:
+/// `file` is the database's own file, every link resolved, as SQLite uses it.
+fn not_writable(target: &DbTarget, file: &Path) -> Option<String> {
+    let dir = match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
     let writable = |path: &Path| rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok();
-    (!writable(path) || !writable(&dir)).then(|| {
+    (!writable(file) || !writable(&dir)).then(|| {
+        let via = match target {
+            DbTarget::Sqlite(given) => crate::store::files::via(given, file),
+            DbTarget::MySql(_) => String::new(),
+        };
         format!(
-            "database {} or its directory is not writable by this user, and a pass writes both \
-             (SQLite's -wal and -shm go beside it): run this as the user the timer runs as \
-             ({SERVICE_USER}), or give that user write access",
-            path.display()
+            "database {target}{via} or its directory is not writable by this user, and a pass \
+             writes both (SQLite's -wal and -shm go beside it): run this as the user the timer \
+             runs as ({SERVICE_USER}), or give that user write access"
         )
     })
 }

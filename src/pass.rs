@@ -4,15 +4,17 @@
 //! the same pass in a read-only transaction that applies nothing, announces
 //! nothing and records nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use serde::de::IgnoredAny;
 use tracing::{debug, info, warn};
 
 use crate::bus::{self, Health};
 use crate::config::Config;
-use crate::core::{self, DockerStatus, DockerView, PlanError, Report};
+use crate::core::{self, ChangeKind, DockerStatus, DockerView, Plan, PlanError, Report};
 use crate::metrics;
 use crate::state_file::{self, DesiredFleet};
 use crate::store::{self, Access};
@@ -47,8 +49,6 @@ async fn converge(
     docker_status: &mut Option<DockerStatus>,
 ) -> Result<Report> {
     let mut desired = read_state_file(config, Instant::now() + STATE_FILE_SETTLE).await?;
-    warn_of_unknown_fields(config, &desired);
-    let warned_of = desired.unknown_fields.clone();
     // Docker is asked before the DB lock is taken, and only then, so that a slow
     // daemon never holds DECNET's writers up; rows written after this moment
     // keep their state (the planner's rule).
@@ -85,14 +85,12 @@ async fn converge(
         );
         desired = read_state_file(config, settle_until).await?;
     }
-    if desired.unknown_fields != warned_of {
-        warn_of_unknown_fields(config, &desired);
-    }
     let plan = core::plan(&desired.deckies, &snapshot, &docker, host).map_err(|err| match err {
         // A name is the state file's fault; the rest are this database's.
         PlanError::NameTooLong { .. } => anyhow::Error::new(err),
         _ => anyhow::Error::new(err).context(format!("database {}", config.db)),
     })?;
+    report_unknown_fields(config, &desired, &plan);
     let rows_by_state = plan.rows_by_state(&snapshot.rows);
     if access == Access::ReadWrite {
         transaction.apply(&plan).await?;
@@ -163,21 +161,78 @@ fn record_metrics(path: &Path, pass: &metrics::Pass) {
     }
 }
 
-fn warn_of_unknown_fields(config: &Config, desired: &DesiredFleet) {
+/// Unknown decky fields (a newer DECNET's) are kept in `decky_config`. That
+/// is a permanent condition, and a pass runs every 30 s: a warning on each
+/// would be 2,880 a day. So it is a warning only on its first appearance: when
+/// this pass writes (or, dry, would write) a row whose stored config gains an
+/// unknown field it did not hold before; the rows remember it, so no state
+/// is kept between passes. Otherwise it is said at `-v`.
+fn report_unknown_fields(config: &Config, desired: &DesiredFleet, plan: &Plan) {
     if desired.unknown_fields.is_empty() {
         return;
     }
+    let gained = unknown_fields_gained(plan, &desired.unknown_fields);
     // Debug-quoted: a field name is file content and must not forge a log line.
-    let fields: Vec<String> = desired
-        .unknown_fields
-        .iter()
-        .map(|field| format!("{field:?}"))
-        .collect();
-    warn!(
-        "state file {}: unknown decky fields kept in decky_config: {}",
-        config.state_file.display(),
-        fields.join(", ")
-    );
+    let quoted = |fields: &[&str]| {
+        fields
+            .iter()
+            .map(|field| format!("{field:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let file = config.state_file.display();
+    if gained.is_empty() {
+        let known: Vec<&str> = desired.unknown_fields.iter().map(String::as_str).collect();
+        debug!(
+            "state file {file}: unknown decky fields kept in decky_config: {} (as stored already)",
+            quoted(&known)
+        );
+    } else {
+        warn!(
+            "state file {file}: unknown decky fields kept in decky_config: {}",
+            quoted(&gained)
+        );
+    }
+}
+
+/// The unknown fields (of `unknown`, the state file's) that a row written by
+/// `plan` gains: in the `decky_config` written, and not among the keys of the
+/// one stored before (an inserted row stored none), in `unknown`'s order.
+pub fn unknown_fields_gained<'a>(plan: &Plan, unknown: &'a [String]) -> Vec<&'a str> {
+    let mut gained: Vec<&str> = Vec::new();
+    for change in &plan.changes {
+        let written = match &change.kind {
+            ChangeKind::Insert { columns, .. } => &columns.config_json,
+            ChangeKind::Update {
+                config: Some(update),
+                ..
+            } => &update.columns.config_json,
+            ChangeKind::Update { config: None, .. } | ChangeKind::Delete { .. } => continue,
+        };
+        let stored = change
+            .stored
+            .as_ref()
+            .and_then(|stored| stored.decky_config.as_deref());
+        let (written, stored) = (keys_of(Some(written)), keys_of(stored));
+        for field in unknown {
+            if written.contains(field.as_str())
+                && !stored.contains(field.as_str())
+                && !gained.contains(&field.as_str())
+            {
+                gained.push(field);
+            }
+        }
+    }
+    gained
+}
+
+/// The top-level keys of a `decky_config` text; none when it is absent or
+/// not a JSON object (another writer may store anything there).
+fn keys_of(config: Option<&str>) -> HashSet<String> {
+    config
+        .and_then(|text| serde_json::from_str::<HashMap<String, IgnoredAny>>(text).ok())
+        .map(|map| map.into_keys().collect())
+        .unwrap_or_default()
 }
 
 /// Docker's containers, or `Unknown` (with a warning) when Docker cannot say.
@@ -196,5 +251,103 @@ async fn list_containers(config: &Config) -> DockerView {
             );
             DockerView::Unknown
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{FleetRow, Snapshot, StoreRules};
+
+    fn fleet(deckies: &str) -> DesiredFleet {
+        let text = format!(r#"{{"config": {{"deckies": {deckies}}}, "compose_path": "/x"}}"#);
+        state_file::parse(text.as_bytes()).expect("a valid state file")
+    }
+
+    fn decky(name: &str, ip: &str, extra: &str) -> String {
+        format!(
+            r#"{{"name":"{name}","ip":"{ip}","services":["ssh"],"distro":"d","base_image":"b","hostname":"h"{extra}}}"#
+        )
+    }
+
+    /// The rows a pass writing `desired` leaves.
+    fn rows_of(desired: &DesiredFleet) -> Vec<FleetRow> {
+        desired
+            .deckies
+            .iter()
+            .map(|decky| FleetRow {
+                host_uuid: "local".to_owned(),
+                name: decky.name.clone(),
+                services: decky.services_json.clone(),
+                decky_config: Some(decky.config_json.clone()),
+                decky_ip: Some(decky.ip.clone()),
+                state: "running".to_owned(),
+                stored_key: None,
+                updated_at: None,
+            })
+            .collect()
+    }
+
+    /// What the real planner plans for `desired` over `rows`, and what it gains.
+    fn gained(desired: &DesiredFleet, rows: &[FleetRow]) -> Vec<String> {
+        let snapshot = Snapshot {
+            rows: rows.to_vec(),
+            read_at: chrono::Utc::now().naive_utc(),
+            store: StoreRules::default(),
+        };
+        let plan =
+            core::plan(&desired.deckies, &snapshot, &DockerView::Unknown, "local").expect("a plan");
+        unknown_fields_gained(&plan, &desired.unknown_fields)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn an_inserted_row_gains_its_unknown_fields() {
+        let desired = fleet(&format!(
+            "[{}, {}]",
+            decky("a", "1", r#","zeta":1,"alpha":2"#),
+            decky("b", "2", r#","alpha":null"#)
+        ));
+        assert_eq!(desired.unknown_fields, ["zeta", "alpha"]);
+        assert_eq!(gained(&desired, &[]), ["zeta", "alpha"]);
+    }
+
+    #[test]
+    fn rows_that_hold_the_fields_already_gain_nothing() {
+        let desired = fleet(&format!("[{}]", decky("a", "1", r#","zeta":1"#)));
+        let rows = rows_of(&desired);
+        assert_eq!(gained(&desired, &rows), Vec::<String>::new());
+        // A rewrite for another reason (a new IP) keeps the field: nothing gained.
+        let moved = fleet(&format!("[{}]", decky("a", "9", r#","zeta":1"#)));
+        assert_eq!(gained(&moved, &rows), Vec::<String>::new());
+        // Nor when only the field's value changes.
+        let changed = fleet(&format!("[{}]", decky("a", "1", r#","zeta":{"x":2}"#)));
+        assert_eq!(gained(&changed, &rows), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_row_stored_without_a_field_gains_it_and_only_it() {
+        let before = fleet(&format!("[{}]", decky("a", "1", r#","zeta":1"#)));
+        let rows = rows_of(&before);
+        let after = fleet(&format!(
+            "[{}]",
+            decky("a", "1", r#","zeta":1,"omega":true"#)
+        ));
+        assert_eq!(gained(&after, &rows), ["omega"]);
+        // A row DECNET wrote (no unknown field), or one whose config is not JSON.
+        let plain = rows_of(&fleet(&format!("[{}]", decky("a", "1", ""))));
+        assert_eq!(gained(&before, &plain), ["zeta"]);
+        let mut garbled = plain.clone();
+        garbled[0].decky_config = Some("not json".to_owned());
+        assert_eq!(gained(&before, &garbled), ["zeta"]);
+    }
+
+    #[test]
+    fn without_unknown_fields_nothing_is_gained() {
+        let desired = fleet(&format!("[{}]", decky("a", "1", "")));
+        assert!(desired.unknown_fields.is_empty());
+        assert_eq!(gained(&desired, &[]), Vec::<String>::new());
     }
 }

@@ -14,6 +14,7 @@ pub mod decnet_root;
 pub mod password_file;
 mod sources;
 
+use std::any::TypeId;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
@@ -251,10 +252,11 @@ pub fn command(env: &Environment) -> clap::Command {
 /// Resolves the task of the command line `args` in the environment `env`.
 pub fn resolve(args: Vec<OsString>, env: &Environment) -> Result<Task, Stop> {
     let mut command = command(env);
+    let typed = args.clone();
     let matches = command
         .try_get_matches_from_mut(args)
-        .map_err(|err| stop(err, &command, env))?;
-    let cli = Cli::from_arg_matches(&matches).map_err(|err| stop(err, &command, env))?;
+        .map_err(|err| stop(err, &command, env, &typed))?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|err| stop(err, &command, env, &typed))?;
     let given = Given {
         matches: &matches,
         command: &command,
@@ -271,20 +273,57 @@ pub fn resolve(args: Vec<OsString>, env: &Environment) -> Result<Task, Stop> {
 }
 
 /// What a clap error means for the run. A value clap refused that came from
-/// a variable is named by the variable, not by the option it feeds.
-fn stop(err: clap::Error, command: &clap::Command, env: &Environment) -> Stop {
+/// a variable is named by the variable, not by the option it feeds: the one
+/// place that turns clap's errors into messages, so that every option with a
+/// variable, a new one too, is covered.
+fn stop(err: clap::Error, command: &clap::Command, env: &Environment, typed: &[OsString]) -> Stop {
     if !err.use_stderr() {
         return Stop::Shown(err);
     }
-    if err.kind() == ErrorKind::ValueValidation {
-        if let Some(variable) = refused_variable(&err, command, env) {
-            let reason = std::error::Error::source(&err)
-                .map(|source| source.to_string())
-                .unwrap_or_else(|| "not a valid value".to_owned());
-            return Stop::Invalid(anyhow::anyhow!("{variable}: {reason}"));
+    match err.kind() {
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+            if let Some(variable) = refused_variable(&err, command, env) {
+                let reason = std::error::Error::source(&err)
+                    .map(|source| source.to_string())
+                    .unwrap_or_else(|| "not a valid value".to_owned());
+                return Stop::Invalid(anyhow::anyhow!("{variable}: {reason}"));
+            }
         }
+        // clap names no argument here ("invalid UTF-8 was detected in one or
+        // more arguments"): when every typed argument is text, it was a variable.
+        ErrorKind::InvalidUtf8 => {
+            if let Some(variable) = non_text_variable(command, env, typed) {
+                return Stop::Invalid(anyhow::anyhow!("{variable}: its value is not UTF-8 text"));
+            }
+        }
+        _ => {}
     }
     Stop::Usage(err.render().to_string())
+}
+
+/// The variable, of an option that takes text and is not typed, whose value
+/// is not UTF-8, when every typed argument is UTF-8.
+fn non_text_variable(
+    command: &clap::Command,
+    env: &Environment,
+    typed: &[OsString],
+) -> Option<String> {
+    let typed: Vec<&str> = typed
+        .iter()
+        .skip(1)
+        .map(|arg| arg.to_str())
+        .collect::<Option<_>>()?;
+    command.get_arguments().find_map(|arg| {
+        let variable = arg.get_env()?.to_str()?;
+        let long = format!("--{}", arg.get_long()?);
+        let takes_text = ![TypeId::of::<PathBuf>(), TypeId::of::<OsString>()]
+            .iter()
+            .any(|id| arg.get_value_parser().type_id() == *id);
+        let given = typed
+            .iter()
+            .any(|arg| *arg == long || arg.starts_with(&format!("{long}=")));
+        (takes_text && !given && env.raw(variable)?.to_str().is_none()).then(|| variable.to_owned())
+    })
 }
 
 /// The variable whose value clap refused, when the refused value is one.

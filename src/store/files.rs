@@ -24,8 +24,9 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+
+use crate::regular_file;
 
 /// SQLite's `SQLITE_MAX_SYMLINK`: links followed while resolving one path.
 const MAX_SYMLINKS: usize = 200;
@@ -42,11 +43,10 @@ pub const COMPANION_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
 pub enum FileKind {
     Absent,
     Regular,
-    Directory,
-    Fifo,
-    CharDevice,
-    BlockDevice,
-    Socket,
+    /// Anything else but a link (a directory, a FIFO, a device, a socket),
+    /// as [`regular_file::kind_of`] names it: one wording for every file
+    /// the tool refuses, the state file's and the database's alike.
+    Special(&'static str),
     /// A link, with what it points at (as written in the link).
     Symlink {
         target: PathBuf,
@@ -73,25 +73,13 @@ impl FileKind {
         let file_type = metadata.file_type();
         if file_type.is_file() {
             FileKind::Regular
-        } else if file_type.is_dir() {
-            FileKind::Directory
-        } else if file_type.is_fifo() {
-            FileKind::Fifo
-        } else if file_type.is_char_device() {
-            FileKind::CharDevice
-        } else if file_type.is_block_device() {
-            FileKind::BlockDevice
-        } else if file_type.is_socket() {
-            FileKind::Socket
         } else if file_type.is_symlink() {
             FileKind::Symlink {
                 target: std::fs::read_link(path).unwrap_or_default(),
                 dangling: std::fs::metadata(path).is_err(),
             }
         } else {
-            FileKind::Unreadable {
-                error: "a file of unknown type".to_owned(),
-            }
+            FileKind::Special(regular_file::kind_of(&file_type))
         }
     }
 
@@ -110,11 +98,7 @@ impl fmt::Display for FileKind {
         match self {
             FileKind::Absent => f.write_str("absent"),
             FileKind::Regular => f.write_str("a regular file"),
-            FileKind::Directory => f.write_str("a directory"),
-            FileKind::Fifo => f.write_str("a FIFO (named pipe)"),
-            FileKind::CharDevice => f.write_str("a character device"),
-            FileKind::BlockDevice => f.write_str("a block device"),
-            FileKind::Socket => f.write_str("a socket"),
+            FileKind::Special(kind) => f.write_str(kind),
             FileKind::Symlink { target, dangling } => {
                 write!(f, "a symbolic link to {}", target.display())?;
                 if *dangling {
@@ -122,7 +106,9 @@ impl fmt::Display for FileKind {
                 }
                 Ok(())
             }
-            FileKind::Unreadable { error } => write!(f, "not readable ({error})"),
+            FileKind::Unreadable { error } => {
+                write!(f, "a file that cannot be looked at ({error})")
+            }
         }
     }
 }
@@ -190,7 +176,7 @@ pub enum DbFileError {
 }
 
 /// ` (the file /real/path)` when the given path is not the one SQLite opens.
-fn via(given: &Path, resolved: &Path) -> String {
+pub fn via(given: &Path, resolved: &Path) -> String {
     if given == resolved {
         String::new()
     } else {
@@ -521,10 +507,7 @@ mod tests {
         mkfifo(&db);
         let err = DbFiles::inspect_and_check(&db).expect_err("a FIFO");
         let text = err.to_string();
-        assert!(
-            text.contains("is a FIFO (named pipe), not a regular file"),
-            "{text}"
-        );
+        assert!(text.contains("is a FIFO, not a regular file"), "{text}");
         assert!(text.contains(&db.display().to_string()), "{text}");
     }
 
@@ -540,7 +523,7 @@ mod tests {
             text.contains("its rollback journal") && text.contains("decnet.db-journal"),
             "{text}"
         );
-        assert!(text.contains("is a FIFO (named pipe)"), "{text}");
+        assert!(text.contains("is a FIFO, not a regular file"), "{text}");
     }
 
     #[test]

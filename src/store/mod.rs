@@ -49,13 +49,16 @@ pub enum Schema {
 }
 
 /// What `doctor` learns of a database, without writing to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspection {
     /// The database exists (a SQLite file; on MySQL, a database the server let us use).
     pub exists: bool,
     pub has_fleet_deckies: bool,
     /// DECNET's migrations' table: its presence says DECNET created the schema.
     pub has_alembic_version: bool,
+    /// A SQLite database's file, every link resolved: where its `-wal` and
+    /// `-shm` go.
+    pub file: Option<PathBuf>,
 }
 
 /// Whether the pass may write (a dry run may not).
@@ -120,15 +123,18 @@ pub async fn open(
 /// DECNET's tables. Nothing is created, locked or written.
 pub async fn inspect(target: &DbTarget, busy_timeout: Duration) -> Result<Inspection> {
     if let DbTarget::Sqlite(path) = target {
-        if sqlite::absent(path) {
+        // The check a pass makes before SQLite opens anything, and its files.
+        let db_files = files::DbFiles::inspect_and_check(path)?;
+        if db_files.db == files::FileKind::Absent {
             return Ok(Inspection {
                 exists: false,
                 has_fleet_deckies: false,
                 has_alembic_version: false,
+                file: Some(db_files.resolved),
             });
         }
         let [fleet_deckies, alembic_version] =
-            sqlite::tables_present(path, &["fleet_deckies", "alembic_version"])?[..]
+            sqlite::tables_present(&db_files, &["fleet_deckies", "alembic_version"])?[..]
         else {
             unreachable!("one answer per table asked")
         };
@@ -136,6 +142,7 @@ pub async fn inspect(target: &DbTarget, busy_timeout: Duration) -> Result<Inspec
             exists: true,
             has_fleet_deckies: fleet_deckies,
             has_alembic_version: alembic_version,
+            file: Some(db_files.resolved),
         });
     }
     let mut store = open(target, Access::ReadOnly, Schema::Decnets, busy_timeout).await?;
@@ -143,6 +150,7 @@ pub async fn inspect(target: &DbTarget, busy_timeout: Duration) -> Result<Inspec
         exists: true,
         has_fleet_deckies: store.dialect.table_exists("fleet_deckies").await?,
         has_alembic_version: store.dialect.table_exists("alembic_version").await?,
+        file: None,
     })
 }
 

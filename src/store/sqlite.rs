@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
+use super::files::{DbFiles, FileKind};
 use super::{Access, Dialect, Param, RowWrite, Schema};
 use crate::core::{FleetRow, StoreRules};
 
@@ -54,10 +55,13 @@ impl Sqlite {
         schema: Schema,
         lock_deadline: Instant,
     ) -> Result<Self> {
-        refuse_absent(path, schema)?;
+        // What the path and its companions are, before SQLite opens anything:
+        // a FIFO would hang the open, a device read as an empty database.
+        let files = DbFiles::inspect_and_check(path)?;
+        refuse_absent(&files, schema)?;
         let conn = match access {
-            Access::ReadWrite => Some(open_for_writing(path, schema)?),
-            Access::ReadOnly => open_read_only(path)?,
+            Access::ReadWrite => Some(open_for_writing(&files, schema)?),
+            Access::ReadOnly => open_read_only(&files)?,
         };
         let db = Sqlite {
             conn,
@@ -153,64 +157,58 @@ impl Sqlite {
     }
 }
 
-/// Whether no file is at `path` (a dangling symbolic link counts as none:
-/// SQLite would create its target).
-pub fn absent(path: &Path) -> bool {
-    matches!(std::fs::metadata(path), Err(err) if err.kind() == std::io::ErrorKind::NotFound)
-}
-
 /// DECNET's database is DECNET's to create (SPEC §3.2): unless the pass may
-/// create it, an absent file is an error, before anything opens it.
-fn refuse_absent(path: &Path, schema: Schema) -> Result<()> {
-    if schema == Schema::Decnets && absent(path) {
+/// create it, an absent file is an error, before anything opens it. (A
+/// dangling symbolic link counts as absent: SQLite would create its target.)
+fn refuse_absent(files: &DbFiles, schema: Schema) -> Result<()> {
+    if schema == Schema::Decnets && files.db == FileKind::Absent {
         anyhow::bail!(
             "database {} does not exist: DECNET creates it on its first start (any DECNET \
              service, e.g. `decnet api`), and cannot start on a database made by anyone else, so \
              nothing was created; start DECNET once, or point --db at DECNET's database. For a \
              database DECNET never manages, --create-table creates it",
-            path.display()
+            files.given.display()
         );
     }
     Ok(())
 }
 
-/// Opens for a pass that may write; creates the file only when the pass may create the schema.
-fn open_for_writing(path: &Path, schema: Schema) -> Result<Connection> {
+/// Opens for a pass that may write; creates the file only when the pass may
+/// create the schema. SQLite opens the file [`DbFiles`] looked at: the
+/// resolved path, absolute, so never read as a URI or `:memory:`.
+fn open_for_writing(files: &DbFiles, schema: Schema) -> Result<Connection> {
     let create = match schema {
         Schema::CreateIfAbsent => OpenFlags::SQLITE_OPEN_CREATE,
         Schema::Decnets => OpenFlags::empty(),
     };
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | create | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Connection::open_with_flags(literal_file_name(path), flags)
-        .with_context(|| format!("cannot open database {}", path.display()))
+    Connection::open_with_flags(&files.resolved, flags)
+        .with_context(|| format!("cannot open database {}", files.given.display()))
 }
 
 /// Opens for a dry run: read-only; an absent database is not created (`None`).
 ///
-/// Nothing is created either: with no `-wal`, `-shm` or `-journal` beside
-/// it, no writer has the database open and all of it is in the main file,
-/// which is then opened immutable (no locks, no `-shm`), so that a user who
-/// may read the database but not write its directory can dry-run, and no
-/// `-wal`/`-shm` is left behind. Otherwise it is read through the writer's
-/// files, read-only.
-fn open_read_only(path: &Path) -> Result<Option<Connection>> {
-    if !path.exists() {
+/// Nothing is created either: when the database is not [in
+/// use](DbFiles::in_use) (no `-wal`, `-shm` or `-journal` beside the real
+/// file, wherever a link points), all of it is in the main file, which is then
+/// opened immutable (no locks, no `-shm`), so that a user who may read the
+/// database but not write its directory can dry-run, and no `-wal`/`-shm` is
+/// left behind. Otherwise it is read through the writer's files, read-only.
+fn open_read_only(files: &DbFiles) -> Result<Option<Connection>> {
+    if files.db == FileKind::Absent {
         return Ok(None);
     }
-    let in_use = ["-wal", "-shm", "-journal"]
-        .iter()
-        .any(|suffix| beside(path, suffix).exists());
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let opened = if in_use {
-        Connection::open_with_flags(literal_file_name(path), flags)
-    } else {
-        let uri = immutable_uri(path)
-            .with_context(|| format!("cannot resolve database path {}", path.display()))?;
-        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+    let opened = match files.in_use() {
+        true => Connection::open_with_flags(&files.resolved, flags),
+        false => Connection::open_with_flags(
+            file_uri(&files.resolved, "immutable=1"),
+            flags | OpenFlags::SQLITE_OPEN_URI,
+        ),
     };
     opened
         .map(Some)
-        .with_context(|| format!("cannot open database {} read-only", path.display()))
+        .with_context(|| format!("cannot open database {} read-only", files.given.display()))
 }
 
 #[async_trait(?Send)]
@@ -271,46 +269,27 @@ impl Dialect for Sqlite {
     }
 }
 
-/// `--db` is a file path, never an SQLite URI or `:memory:`: SQLite reads a name
-/// starting `file:` as a URI (this build enables URIs everywhere) and `:memory:`
-/// as no file at all, but not `./file:…` or `./:memory:`.
-fn literal_file_name(path: &Path) -> PathBuf {
-    if path.is_relative() {
-        Path::new(".").join(path)
-    } else {
-        path.to_owned()
-    }
-}
-
-/// `path` with `suffix` appended to its file name: SQLite's `-wal`, `-shm`, `-journal`.
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Which of `tables` the database at `path` holds, for `doctor`, read
-/// without writing a byte: with no `-wal` beside it, all of it is in the main
-/// file, read immutable (as a dry run reads an idle database); with one,
-/// through the WAL with the `-shm` opened read-only (`readonly_shm`), so that
-/// not even the read marks every reader leaves in the `-shm` are written.
-pub fn tables_present(path: &Path, tables: &[&str]) -> Result<Vec<bool>> {
-    let uri = immutable_uri(path)
-        .with_context(|| format!("cannot resolve database path {}", path.display()))?;
-    let uri = match beside(path, "-wal").exists() {
-        true => uri.replace("?immutable=1", "?mode=ro&readonly_shm=1"),
-        false => uri,
+/// Which of `tables` the database [`DbFiles`] looked at holds, for
+/// `doctor`, read without writing a byte: when it is not [in
+/// use](DbFiles::in_use), all of it is in the main file, read immutable (as a
+/// dry run reads an idle database); when it is, through the writer's files
+/// with the `-shm` opened read-only (`readonly_shm`), so that not even the
+/// read marks every reader leaves in the `-shm` are written.
+pub fn tables_present(files: &DbFiles, tables: &[&str]) -> Result<Vec<bool>> {
+    let parameters = match files.in_use() {
+        true => "mode=ro&readonly_shm=1",
+        false => "immutable=1",
     };
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(uri, flags)
-        .with_context(|| format!("cannot open database {} read-only", path.display()))?;
+    let conn = Connection::open_with_flags(file_uri(&files.resolved, parameters), flags)
+        .with_context(|| format!("cannot open database {} read-only", files.given.display()))?;
     tables
         .iter()
         .map(|table| {
             table_in(&conn, table)
-                .map_err(|err| describe_error(path, err, "cannot read the schema"))
+                .map_err(|err| describe_error(&files.given, err, "cannot read the schema"))
         })
         .collect()
 }
@@ -326,8 +305,9 @@ fn table_in(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
     .map(|found| found.is_some())
 }
 
-/// `file:/absolute/path?immutable=1`, the path percent-encoded.
-fn immutable_uri(path: &Path) -> std::io::Result<String> {
+/// `file:/absolute/path?parameters`, the path (absolute: [`DbFiles::resolved`])
+/// percent-encoded.
+fn file_uri(absolute: &Path, parameters: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
     const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'/')
@@ -335,9 +315,8 @@ fn immutable_uri(path: &Path) -> std::io::Result<String> {
         .remove(b'_')
         .remove(b'.')
         .remove(b'~');
-    let absolute = std::path::absolute(path)?;
     let encoded = percent_encoding::percent_encode(absolute.as_os_str().as_bytes(), PATH);
-    Ok(format!("file:{encoded}?immutable=1"))
+    format!("file:{encoded}?{parameters}")
 }
 
 /// Adds the database path and, for a lock, what it means for the operator.

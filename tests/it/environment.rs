@@ -7,7 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use crate::fixture::{
-    create_decnet_sqlite, decky, docker_unknown, finish, run, sqlite_rows, Env, Hub, Test,
+    command_line, create_decnet_sqlite, decky, docker_unknown, finish, run, sqlite_rows, tool, Env,
+    Hub, Test,
 };
 
 /// A pass with work to do and something to log: one decky to insert, Docker
@@ -284,4 +285,121 @@ fn decnet_mysql_urls_with_charset_work_on_mariadb() {
             env.mysql_database
         ))
         .run();
+}
+
+/// Every option with a variable, given through its variable a value clap
+/// refuses, is refused naming the variable, never the option: the variable is
+/// what the operator set (a unit's Environment=, an environment file). Driven
+/// by the command line's own definition, so a new option is covered as it is
+/// added: a value that is not UTF-8 for every option that takes text, and
+/// `maybe` for every on/off switch.
+#[test]
+fn every_variable_given_a_value_clap_refuses_is_named_not_its_option() {
+    use std::any::TypeId;
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    let command = command_line();
+    let mut covered = Vec::new();
+    for arg in command.get_arguments() {
+        let (Some(variable), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let variable = variable.to_string_lossy().into_owned();
+        let parses = arg.get_value_parser().type_id();
+        let mut bad: Vec<&OsStr> = Vec::new();
+        if ![TypeId::of::<PathBuf>(), TypeId::of::<OsString>()]
+            .iter()
+            .any(|id| parses == *id)
+        {
+            bad.push(OsStr::from_bytes(b"not-\xff-text"));
+        }
+        if parses == TypeId::of::<bool>() {
+            bad.push(OsStr::new("maybe"));
+        }
+        for value in bad {
+            let out = run(tool().env(&variable, value).arg("--dry-run")).expect_status(1);
+            assert_eq!(out.stdout, "", "{variable}={value:?}");
+            let lines: Vec<&str> = out.stderr.lines().collect();
+            assert!(
+                lines.len() == 1
+                    && lines[0].starts_with(&format!("decnet-reconcile: error: {variable}: ")),
+                "{variable}={value:?} is not named by its variable:\n{}",
+                out.stderr
+            );
+            assert!(
+                !out.stderr.contains(&format!("--{long}")),
+                "{variable}={value:?} is named by --{long}:\n{}",
+                out.stderr
+            );
+            covered.push(format!("{variable}={value:?}"));
+        }
+    }
+    eprintln!("refused by their variables' names: {}", covered.join(", "));
+    for must in [
+        "DECNET_RECONCILE_HEARTBEAT=\"maybe\"",
+        "DECNET_HOST_UUID=",
+        "DOCKER_HOST=",
+    ] {
+        assert!(
+            covered.iter().any(|case| case.starts_with(must)),
+            "{must} not covered: {covered:?}"
+        );
+    }
+}
+
+/// Every option that takes seconds (`--docker-timeout`, `--bus-timeout` and
+/// its old name, `--db-busy-timeout`, and any added later) refuses a bound
+/// below a millisecond (`1e-300` was taken as 0 ns) or above a day, by name;
+/// none has a variable, so the command line is the one way in.
+#[test]
+fn every_timeout_refuses_a_value_below_its_floor_by_name() {
+    let command = command_line();
+    let mut names: Vec<String> = Vec::new();
+    for arg in command.get_arguments() {
+        if arg
+            .get_value_names()
+            .is_some_and(|names| names.iter().any(|n| n == "SECS"))
+        {
+            assert!(
+                arg.get_env().is_none(),
+                "{:?} has a variable: test it too",
+                arg.get_id()
+            );
+            let long = arg.get_long().expect("a long name");
+            names.push(long.to_owned());
+            names.extend(
+                arg.get_all_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned),
+            );
+        }
+    }
+    assert!(names.len() >= 4, "{names:?}");
+    let env = Env::new();
+    env.write_state(&[decky(&env.name("d"), &["ssh"])]);
+    for name in &names {
+        for bad in ["1e-300", "0", "0.0009", "-1", "NaN", "inf", "86400.5"] {
+            let out = run(tool().arg(format!("--{name}={bad}")).arg("--dry-run")).expect_status(1);
+            assert!(
+                out.stderr
+                    .contains(&format!("invalid value '{bad}' for '--"))
+                    && out.stderr.contains("-timeout <SECS>'")
+                    && (out
+                        .stderr
+                        .contains("must be at least 0.001 and at most 86400 seconds")
+                        || out.stderr.contains("is not a number of seconds")),
+                "--{name}={bad}:\n{}",
+                out.stderr
+            );
+        }
+        // The floor itself is a bound.
+        env.test()
+            .arg(format!("--{name}=0.001"))
+            .args(["--dry-run", "--docker-host", &env.dead_docker()])
+            .stderr_lines(["…WARN Docker at … is unreachable…"])
+            .run();
+    }
 }

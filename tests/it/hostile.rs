@@ -293,12 +293,12 @@ fn unknown_field_names_cannot_forge_log_lines() {
         ))
         .args(["--docker-host", &docker])
         .stderr_lines([
+            refused(&docker),
             format!(
                 " WARN state file {}: unknown decky fields kept in decky_config: \
                  \"x\\nERROR forged journal line\\r\\u{{1b}}[2J\"",
                 env.state_file.display()
             ),
-            refused(&docker),
         ])
         .run();
     assert_eq!(

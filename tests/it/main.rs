@@ -7,6 +7,7 @@ mod fixture;
 
 mod architecture;
 mod broken_stdout;
+mod db_files;
 mod decnet_bus;
 mod decnet_host;
 mod environment;

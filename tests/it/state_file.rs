@@ -215,6 +215,65 @@ fn unknown_fields_are_kept_with_one_warning() {
     );
 }
 
+/// An unknown field is a permanent condition: a warning on every pass would
+/// be 2,880 a day. It warns when a pass writes a row whose stored config gains
+/// it (its first appearance, remembered by the rows themselves); a pass over
+/// rows that hold it already says it at `-v` only.
+#[test]
+fn an_unknown_field_warns_when_first_written_then_only_at_verbose() {
+    let env = Env::new();
+    let warning = |fields: &str| {
+        format!(
+            " WARN state file {}: unknown decky fields kept in decky_config: {fields}\n",
+            env.state_file.display()
+        )
+    };
+    let mut with_one = decky(&env.name("a"));
+    with_one["future_field"] = json!(1);
+    env.test()
+        .state_text(document(json!([with_one.clone()])))
+        .stderr(warning("\"future_field\""))
+        .run();
+    // The same file again, twice: the row holds the field, nothing on stderr
+    // (the builder's default), as the unit's `-q` passes run.
+    env.test().run();
+    env.test().arg("-q").run();
+    // At -v it is still said, as a debug line.
+    let mut verbose = env.test().arg("-v").command();
+    let verbose = crate::fixture::run(&mut verbose).expect_status(0);
+    let said: Vec<&str> = verbose
+        .stderr
+        .lines()
+        .filter(|line| line.contains("unknown decky fields"))
+        .collect();
+    assert_eq!(
+        said,
+        [format!(
+            "DEBUG state file {}: unknown decky fields kept in decky_config: \"future_field\" (as stored already)",
+            env.state_file.display()
+        )],
+        "{}",
+        verbose.stderr
+    );
+    // A second unknown field appears: the rewrite warns, naming only it.
+    let mut with_two = with_one.clone();
+    with_two["later_field"] = json!("x");
+    env.test()
+        .state_text(document(json!([with_two])))
+        .stderr(warning("\"later_field\""))
+        .run();
+    env.test().run();
+    // A decky added with a field the others' rows hold already gains it: its row is new.
+    let mut added = decky(&env.name("b"));
+    added["future_field"] = json!(2);
+    with_one["later_field"] = json!("x");
+    env.test()
+        .state_text(document(json!([with_one, added])))
+        .stderr(warning("\"future_field\""))
+        .run();
+    env.test().run();
+}
+
 #[test]
 fn float_given_an_int_and_non_ascii_are_stored_as_decnet_does() {
     let env = Env::new();
@@ -559,12 +618,7 @@ fn a_state_file_the_user_may_not_read_is_an_error_not_a_teardown() {
 #[test]
 fn a_fifo_a_device_or_a_huge_state_file_is_refused_without_hanging() {
     let env = env_with_decnet_rows();
-    let fifo = env.dir.path().join("fifo.json");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    let fifo = crate::fixture::fifo(&env.dir.path().join("fifo.json"));
     let huge = env.dir.path().join("huge.json");
     std::fs::File::create(&huge)
         .and_then(|file| file.set_len(64 * 1024 * 1024 + 1))
