@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
-use serde::de::{Error as _, Unexpected};
+use serde::de::{Error as _, MapAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
@@ -219,8 +219,16 @@ impl std::fmt::Display for ParseError {
 pub fn parse(bytes: &[u8]) -> Result<DesiredFleet, ParseError> {
     let document: Value = serde_json::from_slice(bytes).map_err(ParseError::Syntax)?;
     check_objects(&document)?;
+    // The typed read is from the document's own text, not from the `Value`:
+    // as a deserializer, a `Value` hands an integer past 128 bits whose float
+    // prints the same digits (10^60, 2^130) over as that float, and so an
+    // `int` field refused it and an unknown field stored `1e60`. From text
+    // every number reaches its type as written. The `Value` has settled
+    // duplicate keys already, the last one winning, as Python's `json.loads`.
+    let text = serde_json::to_vec(&document).map_err(ParseError::Syntax)?;
     let typed: StateDocument =
-        serde_path_to_error::deserialize(&document).map_err(|err| type_error(&document, err))?;
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&text))
+            .map_err(|err| type_error(&document, err))?;
 
     if typed.config.deckies.is_empty() {
         return Err(ParseError::invalid(
@@ -307,56 +315,128 @@ struct DecnetConfig {
     _mutate_interval: Option<LaxInteger>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// DECNET's `mode`: `"unihost"` or `"swarm"`. Read as a string first, so that
+/// any other JSON value is a wrong type (JSON text gives serde's enums no
+/// such error of their own, only "expected value").
 enum Mode {
     Unihost,
     Swarm,
 }
 
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const MODES: &[&str] = &["unihost", "swarm"];
+        match String::deserialize(deserializer)?.as_str() {
+            "unihost" => Ok(Mode::Unihost),
+            "swarm" => Ok(Mode::Swarm),
+            other => Err(D::Error::unknown_variant(other, MODES)),
+        }
+    }
+}
+
 /// DECNET's `DeckyConfig`, in its declared field order, which is also the key
 /// order of the `decky_config` column: declared fields first, then unknown
-/// ones in file order.
-#[derive(Debug, Deserialize, Serialize)]
+/// ones in file order. Read by [`DeckyVisitor`], not derived: serde's
+/// `flatten` buffers the unknown fields in a form that holds no integer from
+/// 2^64 to 2^128, which DECNET's `json.loads` takes like any other.
+#[derive(Debug, Serialize)]
 struct DeckyFields {
     name: String,
     ip: String,
     services: Vec<String>,
     distro: String,
     base_image: String,
-    #[serde(default = "default_build_base")]
     build_base: String,
     hostname: String,
-    #[serde(default)]
     archetype: Option<String>,
-    #[serde(default)]
     service_config: IndexMap<String, Map<String, Value>>,
-    #[serde(default = "default_nmap_os")]
     nmap_os: String,
-    #[serde(default)]
     mutate_interval: Option<Integer>,
-    #[serde(default)]
     last_mutated: Float,
-    #[serde(default)]
     last_login_attempt: Float,
-    #[serde(default)]
     host_uuid: Option<String>,
     /// Fields a newer DECNET may add: kept, after the declared ones, in file order.
     #[serde(flatten)]
     unknown: Map<String, Value>,
 }
 
+impl<'de> Deserialize<'de> for DeckyFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(DeckyVisitor)
+    }
+}
+
+/// A field DECNET requires, or serde's `missing field` error.
+fn required<T, E: serde::de::Error>(field: Option<T>, name: &'static str) -> Result<T, E> {
+    field.ok_or_else(|| E::missing_field(name))
+}
+
+/// Reads a decky's object field by field, each declared one as its type and
+/// every other one as a plain JSON value (so numbers of any size stay whole),
+/// with DECNET's defaults for those left out.
+struct DeckyVisitor;
+
+impl<'de> Visitor<'de> for DeckyVisitor {
+    type Value = DeckyFields;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an object (one decky)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DeckyFields, A::Error> {
+        let (mut name, mut ip, mut services, mut distro, mut base_image) =
+            (None, None, None, None, None);
+        let (mut build_base, mut hostname, mut archetype, mut service_config) =
+            (None, None, None, None);
+        let (mut nmap_os, mut mutate_interval, mut last_mutated, mut last_login_attempt) =
+            (None, None, None, None);
+        let mut host_uuid = None;
+        let mut unknown = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "name" => name = Some(map.next_value()?),
+                "ip" => ip = Some(map.next_value()?),
+                "services" => services = Some(map.next_value()?),
+                "distro" => distro = Some(map.next_value()?),
+                "base_image" => base_image = Some(map.next_value()?),
+                "build_base" => build_base = Some(map.next_value()?),
+                "hostname" => hostname = Some(map.next_value()?),
+                "archetype" => archetype = Some(map.next_value()?),
+                "service_config" => service_config = Some(map.next_value()?),
+                "nmap_os" => nmap_os = Some(map.next_value()?),
+                "mutate_interval" => mutate_interval = Some(map.next_value()?),
+                "last_mutated" => last_mutated = Some(map.next_value()?),
+                "last_login_attempt" => last_login_attempt = Some(map.next_value()?),
+                "host_uuid" => host_uuid = Some(map.next_value()?),
+                _ => {
+                    let value: Value = map.next_value()?;
+                    unknown.insert(key, value);
+                }
+            }
+        }
+        Ok(DeckyFields {
+            name: required(name, "name")?,
+            ip: required(ip, "ip")?,
+            services: required(services, "services")?,
+            distro: required(distro, "distro")?,
+            base_image: required(base_image, "base_image")?,
+            build_base: build_base.unwrap_or_else(|| DEFAULT_BUILD_BASE.to_owned()),
+            hostname: required(hostname, "hostname")?,
+            archetype: archetype.flatten(),
+            service_config: service_config.unwrap_or_default(),
+            nmap_os: nmap_os.unwrap_or_else(|| "linux".to_owned()),
+            mutate_interval: mutate_interval.flatten(),
+            last_mutated: last_mutated.unwrap_or_default(),
+            last_login_attempt: last_login_attempt.unwrap_or_default(),
+            host_uuid: host_uuid.flatten(),
+            unknown,
+        })
+    }
+}
+
 /// DECNET 1.0.0's `DeckyConfig.build_base` default (`decnet/models.py`), pinned by digest.
 pub const DEFAULT_BUILD_BASE: &str =
     "debian:bookworm-slim@sha256:f9c6a2fd2ddbc23e336b6257a5245e31f996953ef06cd13a59fa0a1df2d5c252";
-
-fn default_build_base() -> String {
-    DEFAULT_BUILD_BASE.to_owned()
-}
-
-fn default_nmap_os() -> String {
-    "linux".to_owned()
-}
 
 /// A JSON number as DECNET stores it in `decky_config`: its pydantic model
 /// holds what `json.loads` read (a Python `int` of any size, or a `float`),
@@ -577,7 +657,18 @@ fn type_error(document: &Value, err: serde_path_to_error::Error<serde_json::Erro
     };
     let found = describe(value_at(document, &segments));
     let expected = expectation(&segments);
-    let serde_message = err.into_inner().to_string();
+    let serde_error = err.into_inner();
+    // Where in the re-written text it failed means nothing to the operator.
+    let serde_message = serde_error.to_string();
+    let position = format!(
+        " at line {} column {}",
+        serde_error.line(),
+        serde_error.column()
+    );
+    let serde_message = serde_message
+        .strip_suffix(&position)
+        .unwrap_or(&serde_message)
+        .to_owned();
     // serde's "invalid type: …, expected i64" names the Rust type it wanted;
     // the operator gets the state file's own vocabulary instead. Its other
     // messages (`missing field …`, `unknown variant …`) carry only the file's
@@ -824,6 +915,49 @@ mod tests {
 
     /// As DECNET's DB write (orjson >= 3.11.7) writes them; `json.dumps` (the
     /// state file) would write `1e-05` and `1.5e-07` instead.
+    /// Every place an integer can stand in a decky: the `int` field, an
+    /// unknown field (alone, nested), a service's setting. From 2^64 up to
+    /// 2^128 serde's buffer for unknown fields held none; past it, all of them.
+    #[test]
+    fn integers_past_64_and_128_bits_are_stored_wherever_they_stand() {
+        let big = format!("1{}", "0".repeat(60));
+        for written in [
+            "18446744073709551616",
+            "-18446744073709551617",
+            "170141183460469231731687303715884105727",
+            "-170141183460469231731687303715884105729",
+            "340282366920938463463374607431768211455",
+            "340282366920938463463374607431768211456",
+            big.as_str(),
+        ] {
+            let config = stored(&decky_with("mutate_interval", written));
+            assert!(
+                config.contains(&format!(r#""mutate_interval":{written},"#)),
+                "{written}: {config}"
+            );
+            let config = stored(&decky_with("future", written));
+            assert!(
+                config.ends_with(&format!(r#""host_uuid":null,"future":{written}}}"#)),
+                "{written}: {config}"
+            );
+            let config = stored(&decky_with("future", &format!(r#"{{"n":[{written}]}}"#)));
+            assert!(
+                config.ends_with(&format!(r#""future":{{"n":[{written}]}}}}"#)),
+                "{written}: {config}"
+            );
+            let config = stored(&decky_with(
+                "service_config",
+                &format!(r#"{{"ssh":{{"port":{written}}}}}"#),
+            ));
+            assert!(
+                config.contains(&format!(
+                    r#""service_config":{{"ssh":{{"port":{written}}}}}"#
+                )),
+                "{written}: {config}"
+            );
+        }
+    }
+
     #[test]
     fn floats_are_stored_as_decnet_writes_them() {
         for (written, column) in [

@@ -274,6 +274,40 @@ fn an_unknown_field_warns_when_first_written_then_only_at_verbose() {
     env.test().run();
 }
 
+/// Every odd number (integers past 64 and 128 bits, floats at the edges of
+/// their range, strings and bools where DECNET's lax `int` takes them), in
+/// every place one can stand, stored or refused exactly as DECNET 1.0.0
+/// itself does: `scripts/numbers-vs-decnet` runs DECNET's own models and
+/// orjson write from the test virtualenv against the built binary, byte for
+/// byte. A missing virtualenv fails the test, never skips it.
+#[test]
+fn numbers_are_stored_and_refused_as_decnet_1_0_0_does() {
+    let python = crate::fixture::decnet_python();
+    let venv = python
+        .parent()
+        .and_then(Path::parent)
+        .expect("the virtualenv holds bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/numbers-vs-decnet");
+    let compared = crate::fixture::run(
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg(crate::fixture::BINARY)
+            .env("DECNET_VENV", venv),
+    );
+    assert_eq!(
+        compared.status, 0,
+        "the tool and DECNET 1.0.0 differ:\n{}{}",
+        compared.stdout, compared.stderr
+    );
+    let summary = compared.stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.ends_with(" passed, 0 failed"),
+        "{}",
+        compared.stdout
+    );
+    eprintln!("numbers-vs-decnet: {summary}");
+}
+
 #[test]
 fn float_given_an_int_and_non_ascii_are_stored_as_decnet_does() {
     let env = Env::new();
