@@ -29,9 +29,11 @@ use fakes::{
 };
 
 /// The error of a pass that waited for SQLite's write lock past its budget.
+/// (SQLite's code is 5, `SQLITE_BUSY`, or 261, `SQLITE_BUSY_RECOVERY`, when
+/// the holder is another pass recovering the WAL index as it opens: a lock too.)
 const LOCKED: &str = "decnet-reconcile: error: the database stayed locked by another writer for \
                       longer than --db-busy-timeout; nothing was written: database …: \
-                      database is locked: Error code 5: database is locked";
+                      database is locked: Error code ⟨5|261⟩: database is locked";
 
 /// Docker's warning when its socket refuses the connection (`Env::dead_docker`).
 fn refused(docker: &str) -> String {
