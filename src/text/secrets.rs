@@ -99,7 +99,9 @@ impl<'a> UrlShape<'a> {
         let rest = Self::mask_query(self.rest, &mut on_secret);
         let scheme = self.scheme.unwrap_or_default();
         match rest.rsplit_once('@') {
-            Some((user_info, host)) if self.scheme.is_some() || user_info.contains(':') => {
+            Some((user_info, host))
+                if !is_image_digest(host) && (self.scheme.is_some() || user_info.contains(':')) =>
+            {
                 let (user_info, secret) =
                     Self::split_user_info(user_info, user_info.starts_with("//"));
                 if let Some(secret) = secret.filter(|s| !s.is_empty()) {
@@ -110,6 +112,18 @@ impl<'a> UrlShape<'a> {
             _ => format!("{scheme}{rest}"),
         }
     }
+}
+
+/// Whether what follows an `@` is a content digest (`sha256:` and hex), as
+/// in an image reference (`debian:bookworm-slim@sha256:f9c6…`, DECNET's
+/// `build_base`): that `@` ends no user info, and `bookworm-slim` is a tag,
+/// not a password.
+fn is_image_digest(after_at: &str) -> bool {
+    after_at.split_once(':').is_some_and(|(algorithm, hex)| {
+        matches!(algorithm, "sha256" | "sha384" | "sha512")
+            && !hex.is_empty()
+            && hex.chars().all(|c| c.is_ascii_hexdigit())
+    })
 }
 
 /// Whether a query value is a mask already, perhaps with the sentence's
@@ -407,5 +421,23 @@ mod tests {
             "MySQL URL mysql://u@h/db?password=***: unknown parameter \"password\""
         );
         assert_eq!(redact_urls_in("?password=s3cret:"), "?password=***");
+    }
+
+    #[test]
+    fn image_references_with_a_digest_are_not_urls() {
+        let digest = "sha256:f9c6a2fd2ddbc23e336b6257a5245e31f996953ef06cd13a59fa0a1df2d5c252";
+        for image in [
+            format!("debian:bookworm-slim@{digest}"),
+            format!("docker.io/library/debian:bookworm@{digest}"),
+            format!("registry:5000/team/image:1.2@{digest}"),
+        ] {
+            assert_eq!(redact_urls_in(&image), image);
+        }
+        // A password that merely looks like a digest's start is still one.
+        assert_eq!(
+            redact_urls_in("redis://:s3cret@sha256host:6379"),
+            "redis://:***@sha256host:6379"
+        );
+        assert_eq!(redact_urls_in("redis:pw@host"), "redis:***@host");
     }
 }

@@ -213,3 +213,28 @@ fn diff_json_has_full_values_masked_and_is_the_same_dry_or_not() {
     );
     env.test().stdout("inserted=0 deleted=0 updated=0\n").run();
 }
+
+/// An image reference with a digest (DECNET 1.0.0's default `build_base`,
+/// which the pass fills in for a decky without one) is shown whole: its `@`
+/// ends no user info, and the tag before it is no password.
+#[test]
+fn an_image_reference_with_a_digest_is_shown_whole() {
+    const DECNETS_BUILD_BASE: &str = "debian:bookworm-slim@sha256:\
+        f9c6a2fd2ddbc23e336b6257a5245e31f996953ef06cd13a59fa0a1df2d5c252";
+    let env = Env::new();
+    let mut without_build_base = decky(&env.name("a"), &["ssh"]);
+    without_build_base
+        .as_object_mut()
+        .expect("a decky is an object")
+        .remove("build_base");
+    let report = env
+        .test()
+        .state(&[without_build_base])
+        .args(["--dry-run", "--output", "json"])
+        .run()
+        .json();
+    assert_eq!(
+        report["changes"][0]["diff"]["decky_config"]["new"]["build_base"], DECNETS_BUILD_BASE,
+        "{report}"
+    );
+}
