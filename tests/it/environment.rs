@@ -176,7 +176,7 @@ fn read_only_dir_db() -> Env {
 /// A dry run as the unprivileged user nobody, who may not read Docker's socket.
 fn dry_run_as_nobody(env: &Env) -> Test<'_> {
     env.test()
-        .as_nobody()
+        .by_nobody()
         .args(["--dry-run", "--output", "json"])
         .stderr_lines([docker_unknown(
             "unix:///var/run/docker.sock",

@@ -613,7 +613,7 @@ fn a_state_file_the_user_may_not_read_is_an_error_not_a_teardown() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
     };
     // The DB stays root's: the pass must fail before it gets there.
-    let as_nobody = |state_file: &Path| env.test().as_nobody().arg("--state-file").arg(state_file);
+    let as_nobody = |state_file: &Path| env.test().by_nobody().arg("--state-file").arg(state_file);
     set_mode(env.dir.path(), 0o755);
     set_mode(&env.state_file, 0o600);
     assert_unreachable(
